@@ -1,0 +1,2 @@
+#include <cstdio>
+int main() { std::puts("vidfarm: under construction"); return 0; }

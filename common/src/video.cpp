@@ -1,0 +1,2 @@
+#include "vidfarm/common/video.h"
+// Implemented by the common/ owner.

@@ -1,0 +1,1 @@
+namespace vidfarm::models { void NetPlaceholder() {} }

@@ -1,0 +1,2 @@
+// Replaced by the stage runner.
+namespace vidfarm::models { void RunPlaceholder() {} }
