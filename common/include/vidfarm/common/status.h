@@ -2,7 +2,6 @@
 // Modelled on rocksdb::Status and arrow::Result.
 #pragma once
 
-#include <cassert>
 #include <string>
 #include <utility>
 #include <variant>
@@ -47,6 +46,7 @@ class [[nodiscard]] Status {
   bool IsCorruption() const { return code_ == Code::kCorruption; }
   bool IsInvalidArgument() const { return code_ == Code::kInvalidArgument; }
   bool IsCancelled() const { return code_ == Code::kCancelled; }
+  bool IsIOError() const { return code_ == Code::kIOError; }
 
   // "InvalidArgument: frames must be positive"
   std::string ToString() const;
@@ -64,9 +64,9 @@ template <typename T>
 class [[nodiscard]] Result {
  public:
   Result(T value) : v_(std::move(value)) {}  // NOLINT(google-explicit-constructor)
-  Result(Status status) : v_(std::move(status)) {  // NOLINT(google-explicit-constructor)
-    assert(!std::get<Status>(v_).ok() && "Result built from an OK Status");
-  }
+  // A Result holds a value or an error; an OK status without a value is a bug, reported as Internal.
+  Result(Status status)  // NOLINT(google-explicit-constructor)
+      : v_(status.ok() ? Status::Internal("Result built from an OK Status") : std::move(status)) {}
 
   bool ok() const { return std::holds_alternative<T>(v_); }
   Status status() const { return ok() ? Status::OK() : std::get<Status>(v_); }

@@ -33,7 +33,7 @@ struct Video {
   }
   // "3x16x24x40@3fps"
   std::string ShapeString() const;
-  // Checks sizes are positive and data has numel() values.
+  // Checks sizes are positive, channels is 1 or 3, data has numel() finite values, fps > 0.
   Status Validate() const;
 };
 
