@@ -1,0 +1,63 @@
+// Samplers (ancestral with γ-interpolated variance, deterministic DDIM) over the cosine schedule.
+// They see the model only as a callback that returns x̂.
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vidfarm/common/status.h"
+#include "vidfarm/stage_models/diffusion.h"
+
+namespace vidfarm::models {
+
+// Returns x̂ (the clean-video estimate, already guided and thresholded) for z at log-SNR `logsnr`
+// (same for the whole batch); `step` is the 0-based index of the step being taken.
+using DenoiseFn = std::function<torch::Tensor(const torch::Tensor& z, double logsnr, int step)>;
+
+enum class SamplerKind { kAncestral, kDdim };
+Result<SamplerKind> ParseSamplerKind(const std::string& name);  // "ancestral" | "ddim"
+const char* SamplerKindName(SamplerKind kind);
+
+struct SamplerOptions {
+  SamplerKind kind = SamplerKind::kAncestral;  // Default: ancestral (paper).
+  int steps = 32;                              // Default: 32.
+  double gamma = 0.3;  // Default: 0.3. Ancestral variance interpolation, in [0, 1].
+  CosineSchedule schedule;
+};
+
+// Uniform time grid 1 → 0 with steps+1 points: t_i = 1 − i/steps.
+std::vector<double> TimeGrid(int steps);
+
+// Resume by taking step next_step from z.
+struct SamplerCheckpoint {
+  int next_step = 0;
+  torch::Tensor z;
+};
+
+struct SamplerHooks {
+  std::function<void(int done, int total)> on_step;  // after each step
+  int checkpoint_every = 0;  // Default: 0 (never). Call on_checkpoint every N steps.
+  // Called after step k·N (never after the last step) with next_step = k·N and a copy of z.
+  std::function<void(const SamplerCheckpoint&)> on_checkpoint;
+  std::function<bool()> should_stop;  // checked before each step; true → Cancelled status
+};
+
+// Samples a batch of shape `shape` ([B, ...], B == sample_indices.size()), float32 on `device`.
+// z_1 = KeyedNormalBatch(seed, stage, step = -1, sample_indices, shape[1:]); step i goes
+// t_i → t_{i+1}; the ancestral noise of step i uses key step = i. The last step (to t = 0)
+// returns x̂ itself. If `resume` is set, starts at resume->next_step from resume->z and gives
+// bit-identical output to an uninterrupted run (next_step == steps returns resume->z).
+// Errors: InvalidArgument (bad options/shapes), Cancelled (should_stop), Internal (a LibTorch
+// or callback exception).
+Result<torch::Tensor> Sample(const DenoiseFn& denoise, const SamplerOptions& opts,
+                             at::IntArrayRef shape, uint64_t seed, int stage,
+                             const std::vector<int64_t>& sample_indices, torch::Device device,
+                             const std::optional<SamplerCheckpoint>& resume = std::nullopt,
+                             const SamplerHooks& hooks = {});
+
+}  // namespace vidfarm::models
