@@ -1,0 +1,240 @@
+#include "vidfarm/storage/records.h"
+
+#include <fmt/format.h>
+
+#include <limits>
+
+namespace vidfarm::storage {
+namespace {
+
+using nlohmann::json;
+
+constexpr const char* kJobStateNames[] = {"queued", "running", "paused",
+                                          "done",   "failed",  "cancelled"};
+constexpr const char* kTaskStateNames[] = {"waiting", "ready",  "leased",
+                                           "done",    "failed", "cancelled"};
+
+std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Typed field readers over a parsed object; the first problem is kept in `error`.
+class Reader {
+ public:
+  Reader(const json& j, const char* what) : j_(j), what_(what) {}
+
+  const json* Field(const char* name) {
+    auto it = j_.find(name);
+    if (it == j_.end()) {
+      Fail(fmt::format("missing field '{}'", name));
+      return nullptr;
+    }
+    return &*it;
+  }
+  void Str(const char* name, std::string* out) {
+    const json* f = Field(name);
+    if (!f) return;
+    if (!f->is_string()) return Fail(fmt::format("field '{}' is not a string", name));
+    *out = f->get_ref<const std::string&>();
+  }
+  void Bool(const char* name, bool* out) {
+    const json* f = Field(name);
+    if (!f) return;
+    if (!f->is_boolean()) return Fail(fmt::format("field '{}' is not a boolean", name));
+    *out = f->get<bool>();
+  }
+  template <typename T>
+  void Int(const char* name, T* out, int64_t lo = std::numeric_limits<T>::min(),
+           int64_t hi = std::numeric_limits<T>::max()) {
+    const json* f = Field(name);
+    if (!f) return;
+    if (!f->is_number_integer()) return Fail(fmt::format("field '{}' is not an integer", name));
+    if constexpr (std::is_unsigned_v<T>) {
+      if (f->is_number_unsigned()) {
+        *out = static_cast<T>(f->get<uint64_t>());
+        return;
+      }
+      if (f->get<int64_t>() < 0) return Fail(fmt::format("field '{}' is negative", name));
+      *out = static_cast<T>(f->get<int64_t>());
+    } else {
+      if (f->is_number_unsigned() && f->get<uint64_t>() > static_cast<uint64_t>(hi)) {
+        return Fail(fmt::format("field '{}' is out of range", name));
+      }
+      int64_t v = f->get<int64_t>();
+      if (v < lo || v > hi) return Fail(fmt::format("field '{}' is out of range", name));
+      *out = static_cast<T>(v);
+    }
+  }
+  void Any(const char* name, json* out) {
+    const json* f = Field(name);
+    if (f) *out = *f;
+  }
+  void Fail(std::string m) {
+    if (error_.empty()) error_ = std::move(m);
+  }
+  Status status() const {
+    return error_.empty() ? Status::OK() : Status::Corruption(fmt::format("{}: {}", what_, error_));
+  }
+
+ private:
+  const json& j_;
+  const char* what_;
+  std::string error_;
+};
+
+// Parses and checks the envelope (an object with a known "v").
+Result<json> ParseRecord(std::string_view bytes, const char* what) {
+  json j = json::parse(bytes.begin(), bytes.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return Status::Corruption(fmt::format("{}: value is not valid JSON", what));
+  if (!j.is_object())
+    return Status::Corruption(fmt::format("{}: value is not a JSON object", what));
+  auto v = j.find("v");
+  if (v == j.end() || !v->is_number_integer()) {
+    return Status::Corruption(fmt::format("{}: missing record version", what));
+  }
+  if (v->get<int64_t>() < 1 || v->get<int64_t>() > kRecordVersion) {
+    return Status::Corruption(fmt::format("{}: record version {} is not supported (this build: {})",
+                                          what, v->dump(), kRecordVersion));
+  }
+  return j;
+}
+
+template <typename Enum, size_t N>
+Result<Enum> ParseName(const std::string& name, const char* const (&names)[N], const char* what) {
+  for (size_t i = 0; i < N; ++i) {
+    if (name == names[i]) return static_cast<Enum>(i);
+  }
+  return Status::InvalidArgument(fmt::format("unknown {} '{}'", what, name));
+}
+
+}  // namespace
+
+const char* JobStateName(JobState state) {
+  auto i = static_cast<size_t>(state);
+  return i < std::size(kJobStateNames) ? kJobStateNames[i] : "unknown";
+}
+Result<JobState> ParseJobState(const std::string& name) {
+  return ParseName<JobState>(name, kJobStateNames, "job state");
+}
+const char* TaskStateName(TaskState state) {
+  auto i = static_cast<size_t>(state);
+  return i < std::size(kTaskStateNames) ? kTaskStateNames[i] : "unknown";
+}
+Result<TaskState> ParseTaskState(const std::string& name) {
+  return ParseName<TaskState>(name, kTaskStateNames, "task state");
+}
+
+std::string EncodeJob(const JobRecord& r) {
+  json j = {{"v", kRecordVersion},
+            {"id", r.id},
+            {"submit_seq", r.submit_seq},
+            {"spec", r.spec},
+            {"priority", r.priority},
+            {"state", JobStateName(r.state)},
+            {"num_stages", r.num_stages},
+            {"stages_done", r.stages_done},
+            {"error", r.error},
+            {"created_us", r.created_us},
+            {"updated_us", r.updated_us},
+            {"finished_us", r.finished_us},
+            {"keep_intermediates", r.keep_intermediates},
+            {"output_blob", r.output_blob}};
+  return Dump(j);
+}
+
+std::string EncodeTask(const TaskRecord& r) {
+  json j = {{"v", kRecordVersion},
+            {"job_id", r.job_id},
+            {"stage", r.stage},
+            {"state", TaskStateName(r.state)},
+            {"priority", r.priority},
+            {"submit_seq", r.submit_seq},
+            {"attempts", r.attempts},
+            {"lease_id", r.lease_id},
+            {"worker_id", r.worker_id},
+            {"lease_expires_us", r.lease_expires_us},
+            {"checkpoint_step", r.checkpoint_step},
+            {"checkpoint_blob", r.checkpoint_blob},
+            {"step", r.step},
+            {"steps", r.steps},
+            {"input_blob", r.input_blob},
+            {"output_blob", r.output_blob},
+            {"error", r.error},
+            {"updated_us", r.updated_us}};
+  return Dump(j);
+}
+
+std::string EncodeEvent(const Event& e) {
+  json j = {{"v", kRecordVersion}, {"seq", e.seq},   {"time_us", e.time_us},
+            {"job_id", e.job_id},  {"type", e.type}, {"data", e.data}};
+  return Dump(j);
+}
+
+Result<JobRecord> DecodeJob(std::string_view bytes) {
+  VF_ASSIGN_OR_RETURN(json j, ParseRecord(bytes, "job record"));
+  JobRecord r;
+  Reader rd(j, "job record");
+  std::string state;
+  rd.Str("id", &r.id);
+  rd.Int("submit_seq", &r.submit_seq);
+  rd.Any("spec", &r.spec);
+  rd.Int("priority", &r.priority);
+  rd.Str("state", &state);
+  rd.Int("num_stages", &r.num_stages, 0, kMaxStages);
+  rd.Int("stages_done", &r.stages_done, 0, kMaxStages);
+  rd.Str("error", &r.error);
+  rd.Int("created_us", &r.created_us);
+  rd.Int("updated_us", &r.updated_us);
+  rd.Int("finished_us", &r.finished_us);
+  rd.Bool("keep_intermediates", &r.keep_intermediates);
+  rd.Str("output_blob", &r.output_blob);
+  VF_RETURN_NOT_OK(rd.status());
+  auto parsed = ParseJobState(state);
+  if (!parsed.ok()) return Status::Corruption("job record: " + parsed.status().message());
+  r.state = *parsed;
+  if (r.id.empty()) return Status::Corruption("job record: empty id");
+  return r;
+}
+
+Result<TaskRecord> DecodeTask(std::string_view bytes) {
+  VF_ASSIGN_OR_RETURN(json j, ParseRecord(bytes, "task record"));
+  TaskRecord r;
+  Reader rd(j, "task record");
+  std::string state;
+  rd.Str("job_id", &r.job_id);
+  rd.Int("stage", &r.stage, 0, kMaxStages - 1);
+  rd.Str("state", &state);
+  rd.Int("priority", &r.priority);
+  rd.Int("submit_seq", &r.submit_seq);
+  rd.Int("attempts", &r.attempts, 0);
+  rd.Str("lease_id", &r.lease_id);
+  rd.Str("worker_id", &r.worker_id);
+  rd.Int("lease_expires_us", &r.lease_expires_us);
+  rd.Int("checkpoint_step", &r.checkpoint_step, 0);
+  rd.Str("checkpoint_blob", &r.checkpoint_blob);
+  rd.Int("step", &r.step, 0);
+  rd.Int("steps", &r.steps, 0);
+  rd.Str("input_blob", &r.input_blob);
+  rd.Str("output_blob", &r.output_blob);
+  rd.Str("error", &r.error);
+  rd.Int("updated_us", &r.updated_us);
+  VF_RETURN_NOT_OK(rd.status());
+  auto parsed = ParseTaskState(state);
+  if (!parsed.ok()) return Status::Corruption("task record: " + parsed.status().message());
+  r.state = *parsed;
+  if (r.job_id.empty()) return Status::Corruption("task record: empty job_id");
+  return r;
+}
+
+Result<Event> DecodeEvent(std::string_view bytes) {
+  VF_ASSIGN_OR_RETURN(json j, ParseRecord(bytes, "event"));
+  Event e;
+  Reader rd(j, "event");
+  rd.Int("seq", &e.seq);
+  rd.Int("time_us", &e.time_us);
+  rd.Str("job_id", &e.job_id);
+  rd.Str("type", &e.type);
+  rd.Any("data", &e.data);
+  VF_RETURN_NOT_OK(rd.status());
+  return e;
+}
+
+}  // namespace vidfarm::storage

@@ -1,0 +1,164 @@
+// Crash safety with a real second process: the child commits transitions and dies by SIGKILL
+// without closing the database; the parent reopens and must find exactly what was committed.
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <string>
+
+#include "storage_test_util.h"
+#include "vidfarm/storage/store.h"
+
+namespace vidfarm::storage {
+namespace {
+
+using testing::TempDir;
+
+constexpr const char* kJobId = "j-000000000001-c0de";
+
+// Transition i (1-based) of the child's script: job progress, the task for stage (i-1)%7 moves
+// on, one event, and a blob that is replaced each time; all in one WriteTxn.
+Status CommitTransition(Store& store, int i) {
+  WriteTxn txn = store.NewTxn();
+  JobRecord job;
+  job.id = kJobId;
+  job.submit_seq = 1;
+  job.state = JobState::kRunning;
+  job.stages_done = i;
+  txn.PutJob(job);
+  TaskRecord task;
+  task.job_id = kJobId;
+  task.stage = (i - 1) % 7;
+  task.state = TaskState::kLeased;
+  task.step = i;
+  task.attempts = i;
+  txn.PutTask(task);
+  VF_RETURN_NOT_OK(txn.PutBlob("latent", std::string(1000 + i, static_cast<char>(i))));
+  txn.AppendEvent(kJobId, "progress", {{"i", i}});
+  return store.Commit(std::move(txn));
+}
+
+// Runs only as the child (the parent execs this binary with the environment set). It acks each
+// commit with one byte on VF_CRASH_ACK_FD, after Commit returned.
+TEST(StorageCrashChild, DISABLED_Run) {
+  const char* dir = std::getenv("VF_CRASH_DIR");
+  const char* k = std::getenv("VF_CRASH_K");
+  const char* ack = std::getenv("VF_CRASH_ACK_FD");
+  if (!dir || !k || !ack) GTEST_SKIP() << "child of StorageCrash only";
+  StoreOptions o;
+  o.path = dir;
+  o.blob_chunk_bytes = 256;
+  auto store = Store::Open(o);
+  if (!store.ok()) _exit(3);
+  int limit = std::atoi(k), fd = std::atoi(ack);
+  for (int i = 1; limit == 0 || i <= limit; ++i) {
+    if (!CommitTransition(**store, i).ok()) _exit(4);
+    char c = 1;
+    if (write(fd, &c, 1) != 1) _exit(5);
+  }
+  raise(SIGKILL);  // no destructor, no close, no flush
+}
+
+// Starts the child; returns its pid and the read end of the ack pipe.
+pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    int devnull = open("/dev/null", O_WRONLY);
+    dup2(devnull, STDOUT_FILENO);
+    setenv("VF_CRASH_DIR", dir.c_str(), 1);
+    setenv("VF_CRASH_K", std::to_string(k).c_str(), 1);
+    setenv("VF_CRASH_ACK_FD", std::to_string(fds[1]).c_str(), 1);
+    // exec, so the child is a clean process (no inherited RocksDB threads or locks).
+    execl("/proc/self/exe", "test_storage", "--gtest_filter=StorageCrashChild.DISABLED_Run",
+          "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  close(fds[1]);
+  *ack_read_fd = fds[0];
+  return pid;
+}
+
+// What the database must hold after exactly m transitions.
+void ExpectStateAfter(Store& store, int m) {
+  auto job = store.GetJob(kJobId);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->stages_done, m);
+  auto tasks = store.GetTasks(kJobId);
+  ASSERT_TRUE(tasks.ok());
+  ASSERT_EQ(tasks->size(), static_cast<size_t>(std::min(m, 7)));
+  for (const auto& t : *tasks) {
+    // The latest transition that touched this stage.
+    int last = m - ((m - 1 - t.stage) % 7 + 7) % 7;
+    EXPECT_EQ(t.step, last) << "stage " << t.stage;
+    EXPECT_EQ(t.attempts, last);
+  }
+  auto blob = store.GetBlob("latent");
+  ASSERT_TRUE(blob.ok()) << blob.status().ToString();
+  EXPECT_EQ(*blob, std::string(1000 + m, static_cast<char>(m)));
+  EXPECT_EQ(store.last_event_seq(), static_cast<uint64_t>(m));
+  std::vector<Event> events;
+  ASSERT_TRUE(store.ReadEvents(0, 10000, &events).ok());
+  ASSERT_EQ(events.size(), static_cast<size_t>(m));
+  for (int i = 0; i < m; ++i) {
+    EXPECT_EQ(events[i].seq, static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(events[i].data["i"], i + 1);
+  }
+  EXPECT_EQ(store.NextSubmitSeq(), 2u);
+}
+
+TEST(StorageCrash, ChildKilledAfterKCommitsLeavesExactlyK) {
+  TempDir dir;
+  const int k = 25;
+  int ack = -1;
+  pid_t pid = SpawnChild(dir.db(), k, &ack);
+  ASSERT_GT(pid, 0);
+  int acks = 0;
+  char c;
+  while (read(ack, &c, 1) == 1) ++acks;
+  close(ack);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFSIGNALED(status)) << "child exit status " << status;
+  EXPECT_EQ(WTERMSIG(status), SIGKILL);
+  EXPECT_EQ(acks, k);
+
+  StoreOptions o;
+  o.path = dir.db();
+  auto store = testing::OpenOrDie(o);
+  ASSERT_TRUE(store);
+  ExpectStateAfter(*store, k);
+}
+
+TEST(StorageCrash, ChildKilledMidStreamLeavesAWholePrefix) {
+  TempDir dir;
+  int ack = -1;
+  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack);  // commits until killed
+  ASSERT_GT(pid, 0);
+  int acks = 0;
+  char c;
+  while (acks < 40 && read(ack, &c, 1) == 1) ++acks;
+  kill(pid, SIGKILL);  // lands anywhere, possibly inside a commit
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(ack);
+  ASSERT_EQ(acks, 40) << "child died early, status " << status;
+
+  StoreOptions o;
+  o.path = dir.db();
+  auto store = testing::OpenOrDie(o);
+  ASSERT_TRUE(store);
+  auto job = store->GetJob(kJobId);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  int m = job->stages_done;
+  EXPECT_GE(m, 40);  // every acknowledged commit is there
+  ExpectStateAfter(*store, m);
+}
+
+}  // namespace
+}  // namespace vidfarm::storage
