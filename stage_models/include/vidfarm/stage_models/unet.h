@@ -1,0 +1,120 @@
+// The Video U-Net shared by every cascade stage (Imagen Video §2.1, after Ho et al. 2022b):
+// space-time separable, input [B,C,T,H,W]. Spatial layers (3x3 convs, GroupNorm, spatial
+// self-attention, cross-attention to the text) run per frame as 2-D ops over B*T frames in
+// channels-last memory; temporal layers (attention over frames with a learned relative-distance
+// bias, or a kernel-3 temporal convolution) mix frames at each pixel and are bypassed for samples
+// marked as images. Parameters are created on the device given at construction (meta included:
+// no memory), under the names below, which are the checkpoint keys.
+//
+// Checkpoint keys (k = running block index, see the .cpp for the order):
+//   time_embed_lin{1,2}.{weight,bias}, aug_embed_lin{1,2}.* (SR only), text_pool.{weight,bias},
+//   null_text, null_pooled, conv_in.*, down.<k>.{res,attn,cross,temporal}.*, downsample.<level>.*,
+//   mid.<0|1>.*, up.<k>.*, upsample.<level>.*, norm_out.*, conv_out.*
+#pragma once
+
+#include <torch/torch.h>
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "vidfarm/common/status.h"
+
+namespace vidfarm::models {
+
+enum class TemporalMixing { kAttention, kConv, kNone };
+const char* TemporalMixingName(TemporalMixing t);  // "attention" | "conv" | "none"
+
+struct UNetConfig {
+  int64_t channels = 3;                    // video channels
+  bool super_resolution = false;           // concatenates a conditioning video, takes aug_logsnr
+  int64_t dim = 32;                        // base width (even)
+  std::vector<int64_t> mults = {1, 2, 4};  // width multiplier per level; levels-1 downsamplings
+  int num_res_blocks = 1;                  // per level
+  std::vector<int> level_res_blocks;       // per-level override of num_res_blocks (empty = none)
+  std::vector<bool> spatial_attention;     // per level (empty = none); the middle uses the last
+  bool cross_attention = true;             // cross-attention to the text tokens in every block
+  TemporalMixing temporal = TemporalMixing::kConv;
+  int64_t heads = 4;
+  int64_t head_dim = 32;
+  int64_t text_dim = 64;             // text token width
+  bool fully_convolutional = false;  // no attention at all; runs at any H,W divisible by divisor()
+  int64_t groups = 8;                // GroupNorm groups (divide every level's width)
+  // Space-to-depth factor: the network runs at H/patch x W/patch on patch^2-times more channels
+  // (pixel unshuffle in, pixel shuffle out). 1 = off; 2 quarters the cost of high-res stages.
+  int64_t patch = 1;
+
+  int levels() const { return static_cast<int>(mults.size()); }
+  int res_blocks(int level) const;
+  bool attention_at(int level) const;
+  // H and W must be multiples of this: patch * 2^(levels-1).
+  int64_t divisor() const;
+
+  nlohmann::json ToJson() const;
+  static Result<UNetConfig> FromJson(const nlohmann::json& j);
+  Status Validate() const;
+  bool operator==(const UNetConfig& o) const { return ToJson() == o.ToJson(); }
+};
+
+struct UNetInputs {
+  torch::Tensor z;            // [B,C,T,H,W]
+  torch::Tensor logsnr;       // [B]
+  torch::Tensor text_tokens;  // [B,L,D] (may be undefined when cross_attention is off)
+  torch::Tensor text_mask;    // [B,L] bool
+  torch::Tensor text_pooled;  // [B,D]
+  torch::Tensor text_keep;    // [B] bool; undefined = all true. false: use the learned null text
+  torch::Tensor cond_video;   // [B,C,T,H,W] (SR only; already resized/upsampled/augmented)
+  torch::Tensor aug_logsnr;   // [B] (SR only)
+  torch::Tensor image_mask;   // [B] bool; undefined = all false. true: frames are independent
+};
+
+namespace detail {
+struct Conv2dImpl;
+struct LinearImpl;
+struct NormImpl;
+struct BlockImpl;
+}  // namespace detail
+
+class VideoUNetImpl : public torch::nn::Module {
+ public:
+  // Does not validate: use MakeVideoUNet for a Status. Parameters are zero until InitWeights or a
+  // package load fills them (nothing is allocated on the meta device).
+  explicit VideoUNetImpl(const UNetConfig& config, torch::Device device = torch::kCPU);
+
+  // Returns [B,C,T,H,W] (v or eps; the caller decides). TORCH_CHECKs shapes: call CheckInputs
+  // first, or catch c10::Error.
+  torch::Tensor forward(const UNetInputs& in);
+  Status CheckInputs(const UNetInputs& in) const;
+
+  const UNetConfig& config() const { return config_; }
+  // Where the parameters are now (follows Module::to), and their dtype (inputs are cast to it).
+  torch::Device device() const;
+  torch::ScalarType dtype() const;
+
+ private:
+  torch::Tensor Embed(const UNetInputs& in, const torch::Tensor& keep);
+  UNetConfig config_;
+  torch::Tensor null_text_, null_pooled_;
+  std::vector<std::shared_ptr<detail::BlockImpl>> down_, mid_, up_;
+  std::vector<int> down_level_, up_level_;  // level of each block
+  std::vector<std::shared_ptr<detail::Conv2dImpl>> downsample_, upsample_;
+  std::shared_ptr<detail::Conv2dImpl> conv_in_, conv_out_;
+  std::shared_ptr<detail::NormImpl> norm_out_;
+  std::shared_ptr<detail::LinearImpl> time1_, time2_, aug1_, aug2_, text_pool_;
+};
+TORCH_MODULE(VideoUNet);
+
+// Validates the config and builds the network (catching LibTorch errors).
+Result<VideoUNet> MakeVideoUNet(const UNetConfig& config, torch::Device device = torch::kCPU);
+
+int64_t CountParameters(const torch::nn::Module& m);
+
+// Deterministic, thread-safe initialisation from a seed, identical in every process and platform:
+// each parameter gets its own splitmix64 stream keyed by (seed, parameter name). Weights (>= 2-D):
+// uniform(+-1/sqrt(fan_in)); biases and the relative-position bias: 0; 1-D "weight" (norm scales):
+// 1; other vectors (learned null text): uniform with unit variance. Meta parameters are skipped.
+void InitWeights(torch::nn::Module& m, uint64_t seed);
+
+}  // namespace vidfarm::models

@@ -1,1 +1,0 @@
-namespace vidfarm::models { void NetPlaceholder() {} }

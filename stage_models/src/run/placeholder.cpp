@@ -1,2 +1,0 @@
-// Replaced by the stage runner.
-namespace vidfarm::models { void RunPlaceholder() {} }

@@ -1,0 +1,168 @@
+// Runs the real `vidfarm` binary in a subprocess and checks what a user sees: exit codes, error
+// messages, and the video files (read back with the real ffprobe).
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace {
+namespace fs = std::filesystem;
+
+struct ProcResult {
+  int code;
+  std::string out;  // stdout and stderr together
+};
+
+std::string Quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+ProcResult Exec(const std::string& cmd) {
+  ProcResult r{-1, ""};
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (p == nullptr) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int status = pclose(p);
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+ProcResult Vidfarm(const std::string& args) { return Exec(std::string(VF_VIDFARM_BIN) + " " + args); }
+
+class CliTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    char tmpl[] = "/tmp/vidfarm-cli-XXXXXX";
+    ASSERT_NE(mkdtemp(tmpl), nullptr);
+    dir_ = tmpl;
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  std::string Path(const std::string& name) const { return (fs::path(dir_) / name).string(); }
+  std::string dir_;
+};
+
+nlohmann::json Probe(const std::string& file) {
+  ProcResult r = Exec("ffprobe -v error -count_frames -select_streams v:0 -show_entries "
+               "stream=codec_name,width,height,r_frame_rate,nb_read_frames,pix_fmt -of json " +
+               Quote(file));
+  EXPECT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  if (j.is_discarded() || !j.contains("streams") || j["streams"].empty()) return {};
+  return j["streams"][0];
+}
+
+TEST_F(CliTest, HelpListsCommandsAndFlags) {
+  ProcResult top = Vidfarm("--help");
+  EXPECT_EQ(top.code, 0);
+  EXPECT_NE(top.out.find("render"), std::string::npos);
+  EXPECT_NE(top.out.find("plan"), std::string::npos);
+  ProcResult render = Vidfarm("render --help");
+  EXPECT_EQ(render.code, 0);
+  for (const char* flag : {"--seed", "--steps", "--sampler", "--guidance", "--keep-intermediates",
+                           "--device", "--preset", "VIDFARM_THREADS"}) {
+    EXPECT_NE(render.out.find(flag), std::string::npos) << flag;
+  }
+  EXPECT_EQ(Vidfarm("plan --help").code, 0);
+  EXPECT_EQ(Vidfarm("bench --help").code, 0);
+}
+
+TEST_F(CliTest, BadInputGivesClearErrorsAndWritesNothing) {
+  ProcResult r = Vidfarm("render");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("missing PROMPT"), std::string::npos) << r.out;
+  r = Vidfarm("render 'a red circle' --bogus 3");
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("unknown flag --bogus"), std::string::npos) << r.out;
+  r = Vidfarm("render 'a red circle' --preset huge -o " + Quote(Path("x.mp4")));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("huge"), std::string::npos) << r.out;
+  r = Vidfarm("render 'a red circle' -o " + Quote(Path("x.avi3")));
+  EXPECT_EQ(r.code, 2);
+  r = Vidfarm("render 'a red circle' --steps 1,2 -o " + Quote(Path("x.mp4")));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("one per stage"), std::string::npos) << r.out;
+  r = Vidfarm("render 'a red circle' --seed -4 -o " + Quote(Path("x.mp4")));
+  EXPECT_NE(r.code, 0);
+  r = Vidfarm("render 'a red circle' --device cuda:3 -o " + Quote(Path("x.mp4")));
+  EXPECT_NE(r.code, 0);
+  EXPECT_TRUE(fs::is_empty(dir_)) << "a failed command left files behind";
+  r = Vidfarm("frobnicate");
+  EXPECT_EQ(r.code, 2);
+}
+
+TEST_F(CliTest, RenderWritesTheFinalVideoAndIntermediates) {
+  const std::string out = Path("out.mp4");
+  const std::string keep = Path("stages");
+  ProcResult r = Vidfarm("render 'a red circle moving right' --random-weights --steps 1 --seed 3 -o " +
+                  Quote(out) + " --keep-intermediates " + Quote(keep) + " --profile");
+  ASSERT_EQ(r.code, 0) << r.out;
+  nlohmann::json s = Probe(out);
+  ASSERT_FALSE(s.empty());
+  EXPECT_EQ(s["codec_name"], "h264");
+  EXPECT_EQ(s["pix_fmt"], "yuv420p");
+  EXPECT_EQ(s["nb_read_frames"], "64");
+  EXPECT_EQ(s["width"], 160);
+  EXPECT_EQ(s["height"], 96);
+  EXPECT_EQ(s["r_frame_rate"], "24/1");
+  int stages = 0;
+  for (const auto& e : fs::directory_iterator(keep)) stages += e.path().extension() == ".mp4";
+  EXPECT_EQ(stages, 7);
+  nlohmann::json base = Probe((fs::path(keep) / "stage0_base.mp4").string());
+  ASSERT_FALSE(base.empty());
+  EXPECT_EQ(base["nb_read_frames"], "8");
+  EXPECT_EQ(base["r_frame_rate"], "3/1");
+  EXPECT_NE(r.out.find("total"), std::string::npos) << "--profile prints a per-stage table";
+  EXPECT_NE(r.out.find("done"), std::string::npos) << "progress lines";
+}
+
+TEST_F(CliTest, SameSeedSameVideoOtherSeedOtherVideo) {
+  auto md5 = [&](const std::string& file) {
+    return Exec("ffmpeg -v error -i " + Quote(file) + " -f framemd5 -").out;
+  };
+  const std::string common = " --random-weights --steps 2 --last-stage 1 ";
+  ASSERT_EQ(Vidfarm("render 'a blue star rotating' -q --seed 9" + common + "-o " + Quote(Path("a.mp4"))).code, 0);
+  ASSERT_EQ(Vidfarm("render 'a blue star rotating' -q --seed 9" + common + "-o " + Quote(Path("b.mp4"))).code, 0);
+  ASSERT_EQ(Vidfarm("render 'a blue star rotating' -q --seed 10" + common + "-o " + Quote(Path("c.mp4"))).code, 0);
+  EXPECT_EQ(md5(Path("a.mp4")), md5(Path("b.mp4")));
+  EXPECT_NE(md5(Path("a.mp4")), md5(Path("c.mp4")));
+}
+
+TEST_F(CliTest, EnvironmentSetsFlags) {
+  ProcResult r = Exec("VIDFARM_STEPS=1,2 " + std::string(VF_VIDFARM_BIN) + " render 'a red circle' -o " +
+               Quote(Path("x.mp4")));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("VIDFARM_STEPS"), std::string::npos) << r.out;
+}
+
+TEST_F(CliTest, PlanPaperMatchesTheCascadeTable) {
+  ProcResult r = Vidfarm("plan --preset paper --json");
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out);
+  ASSERT_EQ(j["stages"].size(), 7u);
+  const int64_t expect[7][4] = {{16, 24, 40, 3},    {32, 24, 40, 6},    {32, 48, 80, 6},
+                                {32, 192, 320, 6},  {64, 192, 320, 12}, {128, 192, 320, 24},
+                                {128, 768, 1280, 24}};
+  for (int k = 0; k < 7; ++k) {
+    const auto& s = j["stages"][k];
+    EXPECT_EQ(s["frames"], expect[k][0]) << k;
+    EXPECT_EQ(s["height"], expect[k][1]) << k;
+    EXPECT_EQ(s["width"], expect[k][2]) << k;
+    EXPECT_EQ(s["fps"].get<double>(), static_cast<double>(expect[k][3])) << k;
+    EXPECT_GT(s["params"].get<int64_t>(), 0);
+    EXPECT_GT(s["forward_gflops"].get<double>(), 0);
+  }
+  ProcResult table = Vidfarm("plan --preset tiny");
+  EXPECT_EQ(table.code, 0) << table.out;
+  EXPECT_NE(table.out.find("ssr"), std::string::npos) << table.out;
+}
+
+}  // namespace

@@ -1,0 +1,235 @@
+#include <gtest/gtest.h>
+
+#include "vidfarm/stage_models/preset.h"
+#include "vidfarm/stage_models/text_encoder.h"
+#include "vidfarm/stage_models/unet.h"
+
+namespace vidfarm::models {
+namespace {
+
+StageSpec TinyStage(int i) { return GetPreset("tiny")->stages.at(i); }
+
+UNetInputs MakeInputs(const UNetConfig& c, int64_t b, int64_t t, int64_t h, int64_t w,
+                      uint64_t seed = 0) {
+  torch::manual_seed(seed);
+  UNetInputs in;
+  in.z = torch::randn({b, c.channels, t, h, w});
+  in.logsnr = torch::linspace(-3, 3, b);
+  auto enc = MakeBuiltinTextEncoder(c.text_dim, 16);
+  std::vector<std::string> prompts;
+  for (int64_t i = 0; i < b; ++i) prompts.push_back(i % 2 ? "a red fox jumps" : "waves at dusk");
+  auto e = enc->Encode(prompts, torch::kCPU);
+  in.text_tokens = e->tokens;
+  in.text_mask = e->mask;
+  in.text_pooled = e->pooled;
+  if (c.super_resolution) {
+    in.cond_video = torch::randn_like(in.z);
+    in.aug_logsnr = torch::full({b}, 1.6);
+  }
+  return in;
+}
+
+VideoUNet MakeNet(const UNetConfig& c, uint64_t seed = 7) {
+  auto net = MakeVideoUNet(c);
+  EXPECT_TRUE(net.ok()) << net.status().ToString();
+  InitWeights(**net, seed);
+  return *net;
+}
+
+TEST(UNet, EveryTinyStageKeepsTheInputShapeAtBatch2) {
+  torch::NoGradGuard ng;
+  const auto preset = *GetPreset("tiny");
+  for (const auto& s : preset.stages) {
+    auto net = MakeNet(s.net);
+    auto in = MakeInputs(s.net, 2, s.frames, s.height, s.width);
+    ASSERT_TRUE(net->CheckInputs(in).ok()) << s.name << ": " << net->CheckInputs(in).ToString();
+    auto y = net->forward(in);
+    EXPECT_EQ(y.sizes(), in.z.sizes()) << s.name;
+    EXPECT_TRUE(torch::isfinite(y).all().item<bool>()) << s.name;
+  }
+}
+
+TEST(UNet, CheckInputsRejectsBadShapes) {
+  const auto s = TinyStage(2);  // SSR
+  auto net = MakeNet(s.net);
+  auto in = MakeInputs(s.net, 2, 4, s.height, s.width);
+  EXPECT_TRUE(net->CheckInputs(in).ok());
+  auto bad = in;
+  bad.cond_video = torch::randn({2, 3, 4, s.height / 2, s.width / 2});  // not upsampled
+  EXPECT_TRUE(net->CheckInputs(bad).IsInvalidArgument());
+  bad = in;
+  bad.cond_video = torch::Tensor();
+  EXPECT_TRUE(net->CheckInputs(bad).IsInvalidArgument());
+  bad = in;
+  bad.aug_logsnr = torch::Tensor();
+  EXPECT_TRUE(net->CheckInputs(bad).IsInvalidArgument());
+  bad = in;
+  bad.z = torch::randn({2, 3, 4, s.height + 2, s.width});  // not a multiple of the divisor
+  bad.cond_video = torch::randn_like(bad.z);
+  EXPECT_TRUE(net->CheckInputs(bad).IsInvalidArgument());
+  bad = in;
+  bad.text_pooled = torch::randn({2, s.net.text_dim + 1});
+  EXPECT_TRUE(net->CheckInputs(bad).IsInvalidArgument());
+  bad = in;
+  bad.image_mask = torch::ones({2});  // not bool
+  EXPECT_TRUE(net->CheckInputs(bad).IsInvalidArgument());
+  // A base net takes no conditioning video.
+  const auto base = TinyStage(0);
+  auto bnet = MakeNet(base.net);
+  auto bin = MakeInputs(base.net, 1, 4, base.height, base.width);
+  EXPECT_TRUE(bnet->CheckInputs(bin).ok());
+  bin.cond_video = torch::randn_like(bin.z);
+  EXPECT_TRUE(bnet->CheckInputs(bin).IsInvalidArgument());
+}
+
+// Sample 0 is an image batch (frames independent), sample 1 a video.
+void CheckImageMask(const UNetConfig& c, int64_t h, int64_t w) {
+  torch::NoGradGuard ng;
+  auto net = MakeNet(c);
+  const int64_t t = 5, j = 2;
+  auto in = MakeInputs(c, 2, t, h, w, 3);
+  in.image_mask = torch::tensor({true, false});
+  auto y0 = net->forward(in);
+  auto in2 = in;
+  in2.z = in.z.clone();
+  in2.z.select(2, j).add_(torch::randn_like(in2.z.select(2, j)));
+  auto y1 = net->forward(in2);
+  for (int64_t f = 0; f < t; ++f) {
+    const double d_img = (y1[0].select(1, f) - y0[0].select(1, f)).abs().max().item<double>();
+    const double d_vid = (y1[1].select(1, f) - y0[1].select(1, f)).abs().max().item<double>();
+    if (f == j) {
+      EXPECT_GT(d_img, 1e-3) << "frame " << f;
+    } else {
+      EXPECT_LT(d_img, 1e-5) << "image sample, frame " << f << " saw frame " << j;
+      EXPECT_GT(d_vid, 1e-4) << "video sample, frame " << f << " ignored frame " << j;
+    }
+  }
+  // All-image batches skip the temporal layers entirely: same as masking.
+  auto all = in;
+  all.image_mask = torch::tensor({true, true});
+  auto ya = net->forward(all);
+  EXPECT_TRUE(torch::allclose(ya[0], y0[0], 1e-5, 1e-5));
+}
+
+TEST(UNet, ImageMaskBypassesTemporalAttention) {
+  const auto s = TinyStage(0);
+  ASSERT_EQ(s.net.temporal, TemporalMixing::kAttention);
+  CheckImageMask(s.net, s.height, s.width);
+}
+
+TEST(UNet, ImageMaskBypassesTemporalConv) {
+  const auto s = TinyStage(1);
+  ASSERT_EQ(s.net.temporal, TemporalMixing::kConv);
+  CheckImageMask(s.net, s.height, s.width);
+}
+
+TEST(UNet, TextKeepFalseUsesTheNullText) {
+  torch::NoGradGuard ng;
+  const auto s = TinyStage(0);
+  auto net = MakeNet(s.net);
+  auto enc = MakeBuiltinTextEncoder(s.net.text_dim, 16);
+  auto in = MakeInputs(s.net, 2, 4, s.height, s.width, 5);
+  auto a = enc->Encode({"a cat on a sofa", "a cat on a sofa"}, torch::kCPU);
+  auto b = enc->Encode({"fireworks over the harbour at night", "snow"}, torch::kCPU);
+  auto run = [&](const TextEmbedding& e, bool keep) {
+    auto x = in;
+    x.text_tokens = e.tokens;
+    x.text_mask = e.mask;
+    x.text_pooled = e.pooled;
+    x.text_keep = torch::full({2}, keep, torch::kBool);
+    return net->forward(x);
+  };
+  EXPECT_TRUE(torch::equal(run(*a, false), run(*b, false)));
+  EXPECT_GT((run(*a, true) - run(*b, true)).abs().max().item<double>(), 1e-4);
+  // Mixed keep: only the kept row depends on the prompt.
+  auto x = in;
+  x.text_keep = torch::tensor({true, false});
+  x.text_tokens = a->tokens;
+  x.text_mask = a->mask;
+  x.text_pooled = a->pooled;
+  auto ya = net->forward(x);
+  x.text_tokens = b->tokens;
+  x.text_mask = b->mask;
+  x.text_pooled = b->pooled;
+  auto yb = net->forward(x);
+  EXPECT_GT((ya[0] - yb[0]).abs().max().item<double>(), 1e-4);
+  EXPECT_TRUE(torch::allclose(ya[1], yb[1], 1e-6, 1e-6));
+}
+
+TEST(UNet, InitWeightsIsDeterministic) {
+  const auto c = TinyStage(1).net;
+  auto a = MakeNet(c, 42), b = MakeNet(c, 42), d = MakeNet(c, 43);
+  auto pa = a->named_parameters(), pb = b->named_parameters(), pd = d->named_parameters();
+  ASSERT_EQ(pa.size(), pb.size());
+  bool any_diff = false;
+  for (const auto& item : pa) {
+    EXPECT_TRUE(torch::equal(item.value(), pb[item.key()])) << item.key();
+    if (!torch::equal(item.value(), pd[item.key()])) any_diff = true;
+  }
+  EXPECT_TRUE(any_diff);
+  EXPECT_EQ(CountParameters(*a), CountParameters(*d));
+  // Conventions: norm scales 1, biases 0, conv weights within the fan-in bound.
+  EXPECT_TRUE(torch::equal(pa["norm_out.weight"], torch::ones_like(pa["norm_out.weight"])));
+  EXPECT_TRUE(torch::equal(pa["conv_in.bias"], torch::zeros_like(pa["conv_in.bias"])));
+  const auto& w = pa["conv_in.weight"];
+  const double bound = 1.0 / std::sqrt(static_cast<double>(w.numel() / w.size(0)));
+  EXPECT_LE(w.abs().max().item<double>(), bound);
+  EXPECT_GT(w.abs().max().item<double>(), 0.5 * bound);
+}
+
+TEST(UNet, FullyConvolutionalRunsOnCrops) {
+  torch::NoGradGuard ng;
+  const auto s = TinyStage(6);
+  ASSERT_TRUE(s.net.fully_convolutional);
+  auto net = MakeNet(s.net);
+  for (auto [h, w] : {std::pair<int64_t, int64_t>{32, 32}, {s.crop_h, s.crop_w}, {48, 24}}) {
+    auto in = MakeInputs(s.net, 1, 3, h, w);
+    ASSERT_TRUE(net->CheckInputs(in).ok()) << h << "x" << w;
+    EXPECT_EQ(net->forward(in).sizes(), in.z.sizes());
+  }
+}
+
+TEST(UNet, FollowsModuleToForDtype) {
+  torch::NoGradGuard ng;
+  const auto s = TinyStage(1);
+  auto net = MakeNet(s.net);
+  auto in = MakeInputs(s.net, 1, 4, s.height, s.width);
+  in.text_keep = torch::tensor({true});
+  in.image_mask = torch::tensor({false});
+  const auto y32 = net->forward(in);
+  net->to(torch::kFloat64);
+  EXPECT_EQ(net->dtype(), torch::kFloat64);
+  EXPECT_TRUE(net->device().is_cpu());
+  ASSERT_TRUE(net->CheckInputs(in).ok());
+  const auto y64 = net->forward(in);  // f32 inputs are cast to the weights' dtype
+  EXPECT_EQ(y64.scalar_type(), torch::kFloat64);
+  EXPECT_TRUE(torch::allclose(y64.to(torch::kFloat32), y32, 1e-3, 1e-3));
+}
+
+TEST(UNet, MetaDeviceAllocatesNothing) {
+  const auto paper = GetPreset("paper")->stages.at(0);
+  auto net = MakeVideoUNet(paper.net, torch::kMeta);
+  ASSERT_TRUE(net.ok());
+  for (const auto& p : (*net)->parameters()) ASSERT_TRUE(p.device().is_meta());
+  EXPECT_GT(CountParameters(**net), int64_t{1000} * 1000 * 1000);
+}
+
+TEST(UNet, ConfigJsonRoundTripAndValidation) {
+  const auto preset = *GetPreset("paper");
+  for (const auto& s : preset.stages) {
+    auto c = UNetConfig::FromJson(s.net.ToJson());
+    ASSERT_TRUE(c.ok()) << c.status().ToString();
+    EXPECT_TRUE(*c == s.net);
+  }
+  UNetConfig c;
+  c.groups = 7;
+  EXPECT_TRUE(c.Validate().IsInvalidArgument());
+  c = UNetConfig();
+  c.fully_convolutional = true;  // cross-attention still on
+  EXPECT_TRUE(c.Validate().IsInvalidArgument());
+  EXPECT_TRUE(MakeVideoUNet(c).status().IsInvalidArgument());
+  EXPECT_TRUE(UNetConfig::FromJson(nlohmann::json{{"dim", "x"}}).status().IsInvalidArgument());
+}
+
+}  // namespace
+}  // namespace vidfarm::models
