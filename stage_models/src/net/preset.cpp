@@ -4,18 +4,6 @@
 
 namespace vidfarm::models {
 
-const char* StageKindName(StageKind k) {
-  switch (k) {
-    case StageKind::kBase:
-      return "base";
-    case StageKind::kTemporalSR:
-      return "temporal_sr";
-    case StageKind::kSpatialSR:
-      return "spatial_sr";
-  }
-  return "base";
-}
-
 nlohmann::json SamplingDefaults::ToJson() const {
   return {{"steps", steps},
           {"sampler", sampler},
@@ -60,52 +48,7 @@ namespace {
 const double kLog5 = std::log(5.0);  // conditioning augmentation at SNR 5 (early SR stages)
 const double kLog3 = std::log(3.0);  // SNR 3 (later SR stages)
 
-struct Row {
-  const char* name;
-  const char* label;
-  StageKind kind;
-  int64_t frames, height, width;
-  double fps;
-  int tf, sf;
-  TemporalMixing temporal;
-  bool spatial_attention, oscillating;
-};
-
-// The cascade of the paper's Figure 6 (ARCHITECTURE.md); tiny divides frames by 2 and H, W by 2
-// to 8 while keeping the 5:3 aspect ratio and the factor of every stage.
-const Row kPaperRows[7] = {
-    {"base", "Base", StageKind::kBase, 16, 24, 40, 3, 1, 1, TemporalMixing::kAttention, true, true},
-    {"tsr1", "TSR ×2", StageKind::kTemporalSR, 32, 24, 40, 6, 2, 1, TemporalMixing::kConv, true,
-     true},
-    {"ssr2", "SSR ×2", StageKind::kSpatialSR, 32, 48, 80, 6, 1, 2, TemporalMixing::kConv, true,
-     true},
-    {"ssr3", "SSR ×4", StageKind::kSpatialSR, 32, 192, 320, 6, 1, 4, TemporalMixing::kConv, true,
-     false},
-    {"tsr4", "TSR ×2", StageKind::kTemporalSR, 64, 192, 320, 12, 2, 1, TemporalMixing::kConv, false,
-     false},
-    {"tsr5", "TSR ×2", StageKind::kTemporalSR, 128, 192, 320, 24, 2, 1, TemporalMixing::kConv,
-     false, false},
-    {"ssr6", "SSR ×4", StageKind::kSpatialSR, 128, 768, 1280, 24, 1, 4, TemporalMixing::kConv,
-     false, false},
-};
-
-const Row kTinyRows[7] = {
-    {"base", "Base", StageKind::kBase, 8, 12, 20, 3, 1, 1, TemporalMixing::kAttention, true, true},
-    {"tsr1", "TSR ×2", StageKind::kTemporalSR, 16, 12, 20, 6, 2, 1, TemporalMixing::kConv, true,
-     true},
-    {"ssr2", "SSR ×2", StageKind::kSpatialSR, 16, 24, 40, 6, 1, 2, TemporalMixing::kConv, true,
-     true},
-    {"ssr3", "SSR ×2", StageKind::kSpatialSR, 16, 48, 80, 6, 1, 2, TemporalMixing::kConv, true,
-     false},
-    {"tsr4", "TSR ×2", StageKind::kTemporalSR, 32, 48, 80, 12, 2, 1, TemporalMixing::kConv, false,
-     false},
-    {"tsr5", "TSR ×2", StageKind::kTemporalSR, 64, 48, 80, 24, 2, 1, TemporalMixing::kConv, false,
-     false},
-    {"ssr6", "SSR ×2", StageKind::kSpatialSR, 64, 96, 160, 24, 1, 2, TemporalMixing::kConv, false,
-     false},
-};
-
-StageSpec FromRow(int index, const Row& r, int64_t channels, int64_t text_dim) {
+StageSpec FromRow(int index, const CascadeStageShape& r, int64_t channels, int64_t text_dim) {
   StageSpec s;
   s.index = index;
   s.name = r.name;
@@ -115,15 +58,15 @@ StageSpec FromRow(int index, const Row& r, int64_t channels, int64_t text_dim) {
   s.height = r.height;
   s.width = r.width;
   s.fps = r.fps;
-  s.temporal_factor = r.tf;
-  s.spatial_factor = r.sf;
+  s.temporal_factor = r.temporal_factor;
+  s.spatial_factor = r.spatial_factor;
   s.spatial_attention = r.spatial_attention;
-  s.oscillating_cfg = r.oscillating;
+  s.oscillating_cfg = r.oscillating_cfg;
   s.net.channels = channels;
   s.net.super_resolution = r.kind != StageKind::kBase;
-  s.net.temporal = r.temporal;
+  s.net.temporal = r.temporal_attention ? TemporalMixing::kAttention : TemporalMixing::kConv;
   s.net.text_dim = text_dim;
-  s.sampling.oscillating = r.oscillating;
+  s.sampling.oscillating = r.oscillating_cfg;
   return s;
 }
 
@@ -135,7 +78,8 @@ CascadePreset Paper() {
   p.channels = 3;
   p.text_dim = 4096;  // T5-XXL
   p.text_tokens = 128;
-  for (int i = 0; i < 7; ++i) p.stages.push_back(FromRow(i, kPaperRows[i], p.channels, p.text_dim));
+  const auto rows = CascadeTable("paper").value();
+  for (int i = 0; i < 7; ++i) p.stages.push_back(FromRow(i, rows[i], p.channels, p.text_dim));
   // Widths are our guess (the paper gives 11.6B parameters in total, not per-stage widths):
   // a multi-billion-parameter base, SR stages narrowing as resolution grows, spatial attention
   // only at the coarse levels (<= 24x40 tokens per frame).
@@ -182,7 +126,8 @@ CascadePreset Tiny() {
   p.channels = 3;
   p.text_dim = 64;
   p.text_tokens = 16;
-  for (int i = 0; i < 7; ++i) p.stages.push_back(FromRow(i, kTinyRows[i], p.channels, p.text_dim));
+  const auto rows = CascadeTable("tiny").value();
+  for (int i = 0; i < 7; ++i) p.stages.push_back(FromRow(i, rows[i], p.channels, p.text_dim));
   // Stages at 48x80 and above run at half resolution internally (patch 2: pixel unshuffle), which
   // keeps the memory-bound norms and activations affordable on a 2-core CPU.
   auto set = [](StageSpec& s, int64_t dim, std::vector<int64_t> mults, std::vector<bool> attn,
@@ -228,14 +173,11 @@ CascadePreset Tiny() {
 
 }  // namespace
 
-std::vector<std::string> PresetNames() { return {"paper", "tiny"}; }
+std::vector<std::string> PresetNames() { return CascadePresetNames(); }
 
 Result<CascadePreset> GetPreset(const std::string& name) {
-  if (name == "paper") return Paper();
-  if (name == "tiny") return Tiny();
-  std::string names;
-  for (const auto& n : PresetNames()) names += (names.empty() ? "" : ", ") + n;
-  return Status::InvalidArgument("unknown preset '" + name + "' (known: " + names + ")");
+  VF_RETURN_NOT_OK(CascadeTable(name).status());  // unknown names: one message for every room
+  return name == "paper" ? Paper() : Tiny();
 }
 
 }  // namespace vidfarm::models

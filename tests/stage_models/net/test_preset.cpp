@@ -114,7 +114,7 @@ TEST(Preset, SpecJson) {
   EXPECT_EQ(j["index"], 3);
   EXPECT_EQ(j["input"]["height"], 24);
   EXPECT_EQ(j["net"]["patch"], p->stages[3].net.patch);
-  EXPECT_EQ(j["kind"], "spatial_sr");
+  EXPECT_EQ(j["kind"], "ssr");
 }
 
 }  // namespace

@@ -9,13 +9,13 @@
 #include <string>
 #include <vector>
 
+#include "vidfarm/common/cascade_table.h"
 #include "vidfarm/common/status.h"
 #include "vidfarm/stage_models/unet.h"
 
 namespace vidfarm::models {
 
-enum class StageKind { kBase, kTemporalSR, kSpatialSR };
-const char* StageKindName(StageKind k);  // "base" | "temporal_sr" | "spatial_sr"
+// StageKind and StageKindName ("base" | "tsr" | "ssr") come from the common cascade table.
 
 // Per-stage sampling defaults; strings so this library stays independent of the sampler code.
 struct SamplingDefaults {

@@ -1,0 +1,101 @@
+// The vidfarm wire protocol, defined once (ARCHITECTURE.md, "Wire protocol"). Transport-neutral:
+// a message is a list of frames; ZeroMQ sockets (coordinator ROUTER, worker/client DEALER) carry
+// them as one multipart message. ROUTER identity frames are the transport's business, not ours.
+//
+//   frame 0: protocol version, "VF1"
+//   frame 1: command name, e.g. "READY"
+//   frame 2: header, a JSON object (at most DecodeLimits::max_header_bytes)
+//   frame 3…: binary payload frames (count and size bounded by DecodeLimits)
+//
+// Large data never travels in one message: it moves in chunks with credit-based flow control.
+//   download (coordinator → worker or client): the receiver sends FETCH {blob, offset, length}
+//     requests, keeping at most `credit` outstanding; each is answered by CHUNK {blob, offset,
+//     total} + one data frame (like the ZeroMQ guide's credit-based file transfer).
+//   upload (worker → coordinator): the sender sends PUT {upload, offset, total} + one data frame,
+//     keeping at most `credit` un-acknowledged; the coordinator answers each with PUT_ACK.
+//
+// Worker → coordinator: READY, HEARTBEAT, PROGRESS, CHECKPOINT, RESULT, FAIL, FETCH, PUT.
+// Coordinator → worker: ASSIGN, CANCEL, HEARTBEAT, DISCONNECT, CHUNK, PUT_ACK, ERROR.
+// Client → coordinator: SUBMIT, STATUS, LIST, WATCH, CANCEL_JOB, PAUSE, RESUME, RETRY, WORKERS,
+//   FETCH. Coordinator → client: REPLY, ERROR, EVENT, CHUNK.
+// Every request from a client carries "rid" (request id) in its header, echoed in the answer.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "vidfarm/common/status.h"
+#include "vidfarm/common/video.h"
+
+namespace vidfarm::wire {
+
+inline constexpr std::string_view kVersion = "VF1";
+
+enum class Command {
+  // worker → coordinator
+  kReady,       // {worker_id, host, pid, stage, preset, model_sha256, max_batch, shape:{frames,height,width,fps}}
+  kHeartbeat,   // {} (both directions)
+  kProgress,    // {lease, step, steps}
+  kCheckpoint,  // {lease, step, uploads:[upload per task]}: sampler latents already PUT
+  kResult,      // {lease, uploads:[upload per task]}: output videos already PUT
+  kFail,        // {lease, error, retryable}
+  kFetch,       // {blob, offset, length} (also from clients)
+  kPut,         // {upload, offset, total} + 1 data frame
+  // coordinator → worker
+  kAssign,      // {lease, stage, tasks:[TaskAssignment…]}
+  kCancel,      // {lease, reason}
+  kDisconnect,  // {reason}
+  kChunk,       // {blob, offset, total} + 1 data frame
+  kPutAck,      // {upload, offset}
+  kError,       // {error, code, rid?}
+  // client → coordinator
+  kSubmit,      // {rid, jobs:[JobSpec…]}
+  kStatus,      // {rid, job?}
+  kList,        // {rid, state?}
+  kWatch,       // {rid, job}
+  kCancelJob,   // {rid, job}
+  kPause,       // {rid, job}
+  kResume,      // {rid, job}
+  kRetry,       // {rid, job}
+  kWorkers,     // {rid}
+  // coordinator → client
+  kReply,       // {rid, …}
+  kEvent,       // {rid, job, type, data}
+};
+
+const char* CommandName(Command c);
+Result<Command> ParseCommand(std::string_view name);
+
+struct Message {
+  Command command = Command::kHeartbeat;
+  nlohmann::json header = nlohmann::json::object();
+  std::vector<std::string> payload;
+};
+
+struct DecodeLimits {
+  size_t max_header_bytes = 1 << 20;      // Default: 1 MiB.
+  size_t max_payload_frames = 16;         // Default: 16.
+  size_t max_payload_bytes = 64ull << 20;  // Default: 64 MiB per frame (chunks are far smaller).
+};
+
+std::vector<std::string> Encode(const Message& m);
+// Validates everything: frame count, version (NotSupported for another "VF…" version), command,
+// header (a JSON object within the limit), payload limits. Never throws.
+Result<Message> Decode(const std::vector<std::string>& frames, const DecodeLimits& limits = {});
+
+// Typed header access with clear errors: "READY: field 'stage' must be an integer".
+Result<int64_t> GetInt(const Message& m, const char* field);
+Result<std::string> GetString(const Message& m, const char* field);
+Result<double> GetDouble(const Message& m, const char* field);
+
+// Binary video codec for payloads and blobs: lossless float32, with a CRC32 over the samples.
+//   "VFV1" | u32 channels | u32 frames | u32 height | u32 width | f64 fps | u32 crc32 | f32 data…
+// (little-endian). Also used for sampler checkpoints (the latent has a video's shape).
+std::string EncodeVideo(const Video& v);
+Result<Video> DecodeVideo(std::string_view bytes);  // Corruption on any mismatch
+
+}  // namespace vidfarm::wire

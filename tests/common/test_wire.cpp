@@ -1,0 +1,113 @@
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "vidfarm/common/wire.h"
+
+namespace vidfarm::wire {
+namespace {
+
+TEST(Wire, EncodeDecodeRoundTrip) {
+  Message m;
+  m.command = Command::kReady;
+  m.header = {{"stage", 3}, {"preset", "tiny"}, {"max_batch", 2}};
+  m.payload = {std::string("\0\1\2", 3), "xyz"};
+  auto frames = Encode(m);
+  ASSERT_EQ(frames.size(), 5u);
+  EXPECT_EQ(frames[0], "VF1");
+  EXPECT_EQ(frames[1], "READY");
+  auto d = Decode(frames);
+  ASSERT_TRUE(d.ok()) << d.status().ToString();
+  EXPECT_EQ(d->command, Command::kReady);
+  EXPECT_EQ(d->header["stage"], 3);
+  EXPECT_EQ(d->payload, m.payload);
+  EXPECT_EQ(*GetInt(*d, "stage"), 3);
+  EXPECT_EQ(*GetString(*d, "preset"), "tiny");
+  EXPECT_FALSE(GetInt(*d, "preset").ok());
+  EXPECT_NE(GetInt(*d, "missing").status().message().find("'missing'"), std::string::npos);
+}
+
+TEST(Wire, EveryCommandNameRoundTrips) {
+  for (int c = 0; c <= static_cast<int>(Command::kEvent); ++c) {
+    auto cmd = static_cast<Command>(c);
+    auto parsed = ParseCommand(CommandName(cmd));
+    ASSERT_TRUE(parsed.ok()) << CommandName(cmd);
+    EXPECT_EQ(*parsed, cmd);
+  }
+  EXPECT_FALSE(ParseCommand("BOGUS").ok());
+}
+
+TEST(Wire, RejectsMalformedFrames) {
+  EXPECT_FALSE(Decode({}).ok());
+  EXPECT_FALSE(Decode({"VF1", "READY"}).ok());
+  auto v2 = Decode({"VF2", "READY", "{}"});
+  ASSERT_FALSE(v2.ok());
+  EXPECT_EQ(v2.status().code(), Status::Code::kNotSupported);
+  EXPECT_FALSE(Decode({"garbage", "READY", "{}"}).ok());
+  EXPECT_FALSE(Decode({"VF1", "NOPE", "{}"}).ok());
+  EXPECT_FALSE(Decode({"VF1", "READY", "{not json"}).ok());
+  EXPECT_FALSE(Decode({"VF1", "READY", "[1,2]"}).ok());
+  DecodeLimits small;
+  small.max_header_bytes = 8;
+  EXPECT_FALSE(Decode({"VF1", "READY", R"({"a":"0123456789"})"}, small).ok());
+  small = {};
+  small.max_payload_frames = 1;
+  EXPECT_FALSE(Decode({"VF1", "PUT", "{}", "a", "b"}, small).ok());
+  small = {};
+  small.max_payload_bytes = 2;
+  EXPECT_FALSE(Decode({"VF1", "PUT", "{}", "abc"}, small).ok());
+}
+
+TEST(Wire, ThousandsOfCorruptedFramesNeverCrash) {
+  Message m;
+  m.command = Command::kResult;
+  m.header = {{"lease", "l-1"}, {"uploads", {"u1", "u2"}}};
+  m.payload = {"payload"};
+  const auto good = Encode(m);
+  std::mt19937 rng(42);
+  int accepted = 0;
+  for (int i = 0; i < 5000; ++i) {
+    auto frames = good;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      auto& f = frames[rng() % frames.size()];
+      switch (rng() % 4) {
+        case 0:
+          if (!f.empty()) f[rng() % f.size()] = static_cast<char>(rng());
+          break;
+        case 1: f.resize(rng() % (f.size() + 1)); break;
+        case 2: f.insert(f.begin() + (f.empty() ? 0 : rng() % f.size()), static_cast<char>(rng())); break;
+        case 3: frames.resize(rng() % (frames.size() + 1)); break;
+      }
+      if (frames.empty()) break;
+    }
+    auto d = Decode(frames);
+    accepted += d.ok();
+  }
+  EXPECT_LT(accepted, 5000);  // most corruptions are caught; none crash
+}
+
+TEST(Wire, VideoCodecIsLosslessAndChecksummed) {
+  Video v(3, 4, 6, 10, 12.0);
+  for (size_t i = 0; i < v.data.size(); ++i) v.data[i] = std::sin(0.37f * static_cast<float>(i));
+  std::string bytes = EncodeVideo(v);
+  auto back = DecodeVideo(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->data, v.data);
+  EXPECT_EQ(back->frames, 4);
+  EXPECT_DOUBLE_EQ(back->fps, 12.0);
+  std::string flipped = bytes;
+  flipped[bytes.size() - 3] ^= 0x10;
+  EXPECT_EQ(DecodeVideo(flipped).status().code(), Status::Code::kCorruption);
+  EXPECT_FALSE(DecodeVideo(bytes.substr(0, bytes.size() - 4)).ok());
+  EXPECT_FALSE(DecodeVideo("VFV1").ok());
+  EXPECT_FALSE(DecodeVideo("").ok());
+  std::string huge = bytes;
+  huge[4] = '\xff';
+  huge[5] = '\xff';
+  EXPECT_FALSE(DecodeVideo(huge).ok());
+}
+
+}  // namespace
+}  // namespace vidfarm::wire
