@@ -1,0 +1,603 @@
+// The coordinator over real ZeroMQ (127.0.0.1, port 0) and a real RocksDB in a temp dir, driven
+// by fake workers on raw DEALER sockets.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "coord_test_util.h"
+#include "vidfarm/common/video_io.h"
+#include "vidfarm/storage/store.h"
+
+namespace vidfarm::coordinator {
+namespace {
+
+using namespace testing;  // NOLINT
+
+std::unique_ptr<storage::Store> OpenStore(const std::string& path) {
+  storage::StoreOptions so;
+  so.path = path;
+  so.create_if_missing = false;
+  auto s = storage::Store::Open(so);
+  EXPECT_TRUE(s.ok()) << s.status().ToString();
+  return s.ok() ? std::move(*s) : nullptr;
+}
+
+TEST(Coordinator, SubmitCreatesJobAndSevenTasks) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("a red ball"), Spec("a blue cube", 3)});
+  ASSERT_EQ(ids.size(), 2u);
+  json job = farm.Job(ids[1]);
+  EXPECT_EQ(job["state"], "queued");
+  EXPECT_EQ(job["priority"], 3);
+  ASSERT_EQ(job["tasks"].size(), 7u);
+  EXPECT_EQ(job["tasks"][0]["state"], "ready");
+  for (int s = 1; s < 7; ++s) EXPECT_EQ(job["tasks"][s]["state"], "waiting") << s;
+  auto list = farm.client->Call(Command::kList, {{"state", "queued"}});
+  ASSERT_TRUE(list.ok());
+  EXPECT_EQ((*list)["total"], 2);
+  farm.Stop();
+
+  auto store = OpenStore(farm.dir.db());
+  ASSERT_TRUE(store);
+  for (const auto& id : ids) {
+    auto tasks = store->GetTasks(id);
+    ASSERT_TRUE(tasks.ok());
+    ASSERT_EQ(tasks->size(), 7u);
+    EXPECT_EQ((*tasks)[0].state, storage::TaskState::kReady);
+    EXPECT_EQ((*tasks)[6].state, storage::TaskState::kWaiting);
+  }
+  auto j = store->GetJob(ids[0]);
+  ASSERT_TRUE(j.ok());
+  EXPECT_LT(j->submit_seq, store->GetJob(ids[1])->submit_seq);
+  std::vector<storage::Event> events;
+  ASSERT_TRUE(store->ReadEvents(0, 100, &events).ok());
+  ASSERT_EQ(events.size(), 2u);
+  EXPECT_EQ(events[0].type, "submitted");
+}
+
+TEST(Coordinator, OneWorkerPerStageDrivesJobToDone) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  std::vector<std::unique_ptr<FakeWorker>> workers;
+  for (int s = 0; s < 7; ++s) workers.push_back(farm.Worker(s));
+  auto ids = farm.Submit({Spec("a cat", 0, {{"format", "mp4"}})});
+  ASSERT_EQ(ids.size(), 1u);
+  const std::string job = ids[0];
+
+  // A watcher on its own thread and socket.
+  std::vector<json> events;
+  Status watch_status;
+  std::thread watcher([&] {
+    auto c = Client::Connect(farm.coord->api_endpoint(), &farm.ctx, 5000);
+    ASSERT_TRUE(c.ok());
+    watch_status = (*c)->Watch(job, [&](const json& e) {
+      events.push_back(e);
+      return true;
+    });
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // let the WATCH register
+
+  for (int s = 0; s < 7; ++s) {
+    ASSERT_TRUE(workers[s]->RunOne(1, -0.5f + 0.15f * s)) << "stage " << s;
+    // The next stage becomes ready only after this RESULT is stored.
+    if (s < 6) {
+      const int64_t deadline = NowMs() + 5000;
+      while (NowMs() < deadline && farm.Job(job)["stages_done"] != s + 1) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+      EXPECT_EQ(farm.Job(job)["stages_done"], s + 1);
+    }
+  }
+  ASSERT_TRUE(farm.WaitState(job, "done"));
+  watcher.join();
+  EXPECT_TRUE(watch_status.ok()) << watch_status.ToString();
+
+  json st = farm.Job(job);
+  EXPECT_EQ(st["stages_done"], 7);
+  const std::string key = st["output_blob"];
+  EXPECT_EQ(key, job + "/final.mp4");
+  auto bytes = farm.client->FetchBlob(key);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  EXPECT_EQ(st["output_bytes"].get<size_t>(), bytes->size());
+  const std::string path = farm.dir.path() + "/out.mp4";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << *bytes;
+  }
+  auto video = ReadVideo(path);
+  ASSERT_TRUE(video.ok()) << video.status().ToString();
+  EXPECT_EQ(video->frames, 64);
+  EXPECT_EQ(video->height, 96);
+  EXPECT_EQ(video->width, 160);
+  EXPECT_NEAR(video->fps, 24.0, 1e-6);
+
+  // The watcher saw the job's life, in order, ending with "done".
+  std::vector<std::string> types;
+  for (const auto& e : events) types.push_back(e["type"]);
+  ASSERT_FALSE(types.empty());
+  EXPECT_EQ(types.back(), "done");
+  EXPECT_EQ(std::count(types.begin(), types.end(), "stage_started"), 7);
+  EXPECT_EQ(std::count(types.begin(), types.end(), "stage_done"), 7);
+  EXPECT_GE(std::count(types.begin(), types.end(), "progress"), 14);
+  bool saw_step = false;
+  for (const auto& e : events) {
+    if (e["type"] == "progress" && e["data"]["step"] == 1 && e["data"]["steps"] == 2)
+      saw_step = true;
+  }
+  EXPECT_TRUE(saw_step);
+
+  for (int s = 0; s < 7; ++s) EXPECT_EQ(farm.WorkerInfo("w" + std::to_string(s))["done"], 1);
+  farm.Stop();
+  // Intermediates are gone (keep_intermediates is false); the final video stays.
+  auto store = OpenStore(farm.dir.db());
+  ASSERT_TRUE(store);
+  for (int s = 0; s < 7; ++s) {
+    EXPECT_FALSE(*store->HasBlob(job + "/" + std::to_string(s) + "/out")) << s;
+  }
+  EXPECT_TRUE(*store->HasBlob(key));
+}
+
+TEST(Coordinator, BatchedAssignTakesCompatibleTasksUpToMaxBatch) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("a"), Spec("b"),
+                          Spec("odd", 0, {{"steps", {5, 0, 0, 0, 0, 0, 0}}}),  // incompatible
+                          Spec("c"), Spec("d"), Spec("e")});
+  ASSERT_EQ(ids.size(), 6u);
+  auto w = farm.Worker(0, /*max_batch=*/3);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  ASSERT_EQ(a.header["tasks"].size(), 3u);
+  EXPECT_EQ(a.header["tasks"][0]["job"], ids[0]);
+  EXPECT_EQ(a.header["tasks"][1]["job"], ids[1]);
+  EXPECT_EQ(a.header["tasks"][2]["job"], ids[3]);  // skips the incompatible job
+  EXPECT_EQ(a.header["tasks"][0]["input_blob"], "");
+  EXPECT_EQ(a.header["tasks"][0]["sample_index"], 0);
+  EXPECT_EQ(a.header["tasks"][0]["prompt"], "a");
+  EXPECT_EQ(a.header["tasks"][0]["seed"], 7);
+  EXPECT_TRUE(a.header["tasks"][0]["checkpoint"].is_null());
+  // All three tasks share one lease.
+  for (int i = 0; i < 3; ++i)
+    EXPECT_EQ(farm.Job(a.header["tasks"][i]["job"])["tasks"][0]["lease"], a.header["lease"]);
+  ASSERT_TRUE(w->Complete(a));
+  w->Ready();
+  wire::Message b;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &b));
+  ASSERT_EQ(b.header["tasks"].size(), 1u);
+  EXPECT_EQ(b.header["tasks"][0]["job"], ids[2]);  // oldest remaining, alone in its batch
+  ASSERT_TRUE(w->Complete(b));
+  w->Ready();
+  ASSERT_TRUE(w->Expect(Command::kAssign, &b));
+  ASSERT_EQ(b.header["tasks"].size(), 2u);
+  ASSERT_TRUE(w->Complete(b));
+  for (const auto& id : ids) {
+    const int64_t deadline = NowMs() + 3000;
+    while (NowMs() < deadline && farm.Job(id)["stages_done"] != 1) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_EQ(farm.Job(id)["stages_done"], 1) << id;
+    EXPECT_EQ(farm.Job(id)["tasks"][1]["state"], "ready");
+  }
+}
+
+TEST(Coordinator, PriorityOrderThenSubmission) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("low", -5), Spec("high", 10), Spec("mid", 0), Spec("high2", 10)});
+  auto w = farm.Worker(0);
+  std::vector<std::string> order;
+  for (int i = 0; i < 4; ++i) {
+    w->Ready();
+    wire::Message a;
+    ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+    order.push_back(a.header["tasks"][0]["prompt"]);
+    ASSERT_TRUE(w->Complete(a));
+  }
+  EXPECT_EQ(order, (std::vector<std::string>{"high", "high2", "mid", "low"}));
+}
+
+TEST(Coordinator, AgingLetsAnOldLowPriorityJobGoFirst) {
+  Farm farm([](CoordinatorOptions& o) { o.aging_seconds = 0.1; });
+  ASSERT_TRUE(farm.Start());
+  auto old_ids = farm.Submit({Spec("old", 0)});
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));  // effective priority 6 or 7
+  auto new_ids = farm.Submit({Spec("new", 5)});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  EXPECT_EQ(a.header["tasks"][0]["prompt"], "old");
+}
+
+TEST(Coordinator, StagesOfDifferentJobsRunAtOnce) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto w0 = farm.Worker(0, 1, "base");
+  auto w1 = farm.Worker(1, 1, "tsr1");
+  auto ids = farm.Submit({Spec("first"), Spec("second")});
+  ASSERT_TRUE(w0->RunOne());  // first job's stage 0
+  wire::Message a0, a1;
+  w1->Ready();
+  ASSERT_TRUE(w1->Expect(Command::kAssign, &a1));
+  EXPECT_EQ(a1.header["tasks"][0]["job"], ids[0]);
+  EXPECT_EQ(a1.header["tasks"][0]["input_blob"], ids[0] + "/0/out");
+  w0->Ready();
+  ASSERT_TRUE(w0->Expect(Command::kAssign, &a0));
+  EXPECT_EQ(a0.header["tasks"][0]["job"], ids[1]);
+  // Both leases are held at the same time: the two jobs are in different stages at once.
+  json base = farm.WorkerInfo("base"), tsr = farm.WorkerInfo("tsr1");
+  EXPECT_EQ(base["state"], "busy");
+  EXPECT_EQ(base["job"], ids[1]);
+  EXPECT_EQ(tsr["state"], "busy");
+  EXPECT_EQ(tsr["job"], ids[0]);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][1]["state"], "leased");
+  EXPECT_EQ(farm.Job(ids[1])["tasks"][0]["state"], "leased");
+  ASSERT_TRUE(w1->Complete(a1));
+  ASSERT_TRUE(w0->Complete(a0));
+}
+
+TEST(Coordinator, SilentWorkerLosesLeaseAndTaskResumesElsewhereFromCheckpoint) {
+  Farm farm([](CoordinatorOptions& o) {
+    o.heartbeat_ms = 50;
+    o.heartbeat_misses = 3;
+  });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("fragile")});
+  auto a = farm.Worker(0, 1, "a");
+  a->Ready();
+  wire::Message as;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &as));
+  const std::string lease = as.header["lease"];
+  const std::string latent = StageBytes(0, 0.3f);
+  ASSERT_TRUE(a->Put("ck", latent));
+  a->Send(Command::kCheckpoint, {{"lease", lease}, {"step", 5}, {"uploads", {"ck"}}});
+  const int64_t deadline = NowMs() + 3000;
+  while (NowMs() < deadline && farm.Job(ids[0])["tasks"][0]["checkpoint_step"] != 5) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["checkpoint_step"], 5);
+  // Worker a goes silent (does not read, does not answer heartbeats). Worker b is waiting.
+  auto b = farm.Worker(0, 1, "b");
+  b->Ready();
+  wire::Message bs;
+  ASSERT_TRUE(b->Expect(Command::kAssign, &bs, 3000));
+  EXPECT_NE(bs.header["lease"], lease);
+  const json& t = bs.header["tasks"][0];
+  EXPECT_EQ(t["job"], ids[0]);
+  ASSERT_TRUE(t["checkpoint"].is_object());
+  EXPECT_EQ(t["checkpoint"]["step"], 5);
+  EXPECT_EQ(t["checkpoint"]["blob"], ids[0] + "/0/ckpt");
+  EXPECT_EQ(t["checkpoint"]["bytes"].get<size_t>(), latent.size());
+  EXPECT_EQ(b->Fetch(t["checkpoint"]["blob"]), latent);
+  json job = farm.Job(ids[0]);
+  EXPECT_EQ(job["tasks"][0]["attempts"], 2);
+  json wa = farm.WorkerInfo("a");
+  EXPECT_EQ(wa["state"], "dead");
+  EXPECT_EQ(wa["failed"], 1);
+  // The dead worker's late RESULT is refused: it must register again.
+  a->set_heartbeat_back(false);
+  EXPECT_FALSE(a->Put("late", StageBytes(0, 0.1f)));  // unknown_worker, not PUT_ACK
+  ASSERT_TRUE(b->Complete(bs));
+  const int64_t d2 = NowMs() + 3000;
+  while (NowMs() < d2 && farm.Job(ids[0])["stages_done"] != 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+}
+
+TEST(Coordinator, StaleAndDuplicateResultsAreDropped) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("x")});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a1;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a1));
+  const std::string l1 = a1.header["lease"];
+  w->Send(Command::kFail, {{"lease", l1}, {"error", "CUDA hiccup"}, {"retryable", true}});
+  w->Ready();
+  wire::Message a2;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a2));
+  const std::string l2 = a2.header["lease"];
+  EXPECT_NE(l1, l2);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["attempts"], 2);
+  // A late RESULT of the first lease: refused, nothing stored.
+  ASSERT_TRUE(w->Put("old", StageBytes(0, 0.2f)));
+  w->Send(Command::kResult, {{"lease", l1}, {"uploads", {"old"}}});
+  wire::Message err;
+  ASSERT_TRUE(w->Expect(Command::kError, &err));
+  EXPECT_EQ(err.header["code"], "stale_lease");
+  EXPECT_EQ(err.header["lease"], l1);
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 0);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "leased");
+  // The current lease completes; a duplicate RESULT afterwards is stale too.
+  ASSERT_TRUE(w->Complete(a2));
+  ASSERT_TRUE(w->Put("dup", StageBytes(0, 0.2f)));
+  w->Send(Command::kResult, {{"lease", l2}, {"uploads", {"dup"}}});
+  ASSERT_TRUE(w->Expect(Command::kError, &err));
+  EXPECT_EQ(err.header["code"], "stale_lease");
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "done");
+}
+
+TEST(Coordinator, WrongShapeResultCountsAsFailure) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("x")});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  ASSERT_TRUE(w->Put("u", StageBytes(1, 0.2f)));  // stage 1's shape, not stage 0's
+  w->Send(Command::kResult, {{"lease", a.header["lease"]}, {"uploads", {"u"}}});
+  wire::Message err;
+  ASSERT_TRUE(w->Expect(Command::kError, &err));
+  EXPECT_NE(err.header["error"].get<std::string>().find("does not match"), std::string::npos);
+  json job = farm.Job(ids[0]);
+  EXPECT_EQ(job["stages_done"], 0);
+  EXPECT_EQ(job["tasks"][0]["state"], "ready");
+  EXPECT_EQ(farm.WorkerInfo("w0")["failed"], 1);
+}
+
+TEST(Coordinator, NonRetryableFailFailsTheJob) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("doomed")});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  w->Send(
+      Command::kFail,
+      {{"lease", a.header["lease"]}, {"error", "prompt embedding is NaN"}, {"retryable", false}});
+  ASSERT_TRUE(farm.WaitState(ids[0], "failed", 3000));
+  json job = farm.Job(ids[0]);
+  EXPECT_NE(job["error"].get<std::string>().find("prompt embedding is NaN"), std::string::npos);
+  EXPECT_EQ(job["tasks"][0]["state"], "failed");
+  EXPECT_EQ(job["tasks"][0]["attempts"], 1);
+}
+
+TEST(Coordinator, RetryableFailuresExhaustAttempts) {
+  Farm farm([](CoordinatorOptions& o) {
+    o.max_attempts = 2;
+    o.quarantine_after = 100;
+  });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("flaky")});
+  auto w = farm.Worker(0);
+  for (int i = 0; i < 2; ++i) {
+    w->Ready();
+    wire::Message a;
+    ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+    w->Send(Command::kFail, {{"lease", a.header["lease"]}, {"error", "oom"}, {"retryable", true}});
+  }
+  ASSERT_TRUE(farm.WaitState(ids[0], "failed", 3000));
+  EXPECT_NE(farm.Job(ids[0])["error"].get<std::string>().find("after 2 attempt(s): oom"),
+            std::string::npos);
+  w->Ready();
+  EXPECT_TRUE(w->ExpectSilence(200));
+}
+
+TEST(Coordinator, WorkerQuarantinedAfterRepeatedFailures) {
+  Farm farm([](CoordinatorOptions& o) {
+    o.quarantine_after = 2;
+    o.max_attempts = 10;
+  });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("x")});
+  auto bad = farm.Worker(0, 1, "bad");
+  for (int i = 0; i < 2; ++i) {
+    bad->Ready();
+    wire::Message a;
+    ASSERT_TRUE(bad->Expect(Command::kAssign, &a));
+    bad->Send(Command::kFail,
+              {{"lease", a.header["lease"]}, {"error", "segfault"}, {"retryable", true}});
+  }
+  bad->Ready();
+  EXPECT_TRUE(bad->ExpectSilence(300));  // quarantined: no more work
+  json info = farm.WorkerInfo("bad");
+  EXPECT_EQ(info["state"], "quarantined");
+  EXPECT_EQ(info["failed"], 2);
+  auto good = farm.Worker(0, 1, "good");
+  ASSERT_TRUE(good->RunOne());
+  EXPECT_EQ(farm.WorkerInfo("bad")["state"], "quarantined");
+}
+
+TEST(Coordinator, CancelStopsTheLeaseAndRetryRequeues) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("x")});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  const std::string lease = a.header["lease"];
+  auto r = farm.client->Call(Command::kCancelJob, {{"job", ids[0]}});
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ((*r)["state"], "cancelled");
+  wire::Message c;
+  ASSERT_TRUE(w->Expect(Command::kCancel, &c));
+  EXPECT_EQ(c.header["lease"], lease);
+  EXPECT_EQ(c.header["job"], ids[0]);
+  EXPECT_EQ(farm.State(ids[0]), "cancelled");
+  // A result for the cancelled job is dropped.
+  ASSERT_TRUE(w->Put("u", StageBytes(0, 0.1f)));
+  w->Send(Command::kResult, {{"lease", lease}, {"uploads", {"u"}}});
+  wire::Message err;
+  ASSERT_TRUE(w->Expect(Command::kError, &err));
+  EXPECT_EQ(err.header["code"], "stale_lease");
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 0);
+  // Wrong states and unknown jobs are clear errors.
+  auto again = farm.client->Call(Command::kCancelJob, {{"job", ids[0]}});
+  EXPECT_TRUE(again.status().IsInvalidArgument()) << again.status().ToString();
+  EXPECT_NE(again.status().message().find("cancelled"), std::string::npos);
+  EXPECT_TRUE(farm.client->Call(Command::kPause, {{"job", "j-nope"}}).status().IsNotFound());
+  EXPECT_TRUE(farm.client->Call(Command::kResume, {{"job", ids[0]}}).status().IsInvalidArgument());
+  // RETRY: back to READY with attempts reset, and it runs.
+  auto rt = farm.client->Call(Command::kRetry, {{"job", ids[0]}});
+  ASSERT_TRUE(rt.ok()) << rt.status().ToString();
+  json job = farm.Job(ids[0]);
+  EXPECT_EQ(job["state"], "queued");
+  EXPECT_EQ(job["tasks"][0]["state"], "ready");
+  EXPECT_EQ(job["tasks"][0]["attempts"], 0);
+  ASSERT_TRUE(w->RunOne());
+  EXPECT_TRUE(farm.client->Call(Command::kRetry, {{"job", ids[0]}}).status().IsInvalidArgument());
+}
+
+TEST(Coordinator, RetryAfterFailureResumesFromTheFailedStage) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("x")});
+  auto w0 = farm.Worker(0), w1 = farm.Worker(1);
+  ASSERT_TRUE(w0->RunOne());
+  w1->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w1->Expect(Command::kAssign, &a));
+  w1->Send(Command::kFail, {{"lease", a.header["lease"]}, {"error", "bad"}, {"retryable", false}});
+  ASSERT_TRUE(farm.WaitState(ids[0], "failed", 3000));
+  ASSERT_TRUE(farm.client->Call(Command::kRetry, {{"job", ids[0]}}).ok());
+  EXPECT_EQ(farm.State(ids[0]), "running");
+  w1->Ready();
+  ASSERT_TRUE(w1->Expect(Command::kAssign, &a));
+  EXPECT_EQ(a.header["tasks"][0]["input_blob"], ids[0] + "/0/out");
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][1]["attempts"], 1);
+  EXPECT_EQ(farm.Job(ids[0])["error"], "");
+}
+
+TEST(Coordinator, PauseHoldsNewLeasesAndResumeReleasesThem) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("p")});
+  ASSERT_TRUE(farm.client->Call(Command::kPause, {{"job", ids[0]}}).ok());
+  EXPECT_EQ(farm.State(ids[0]), "paused");
+  auto w0 = farm.Worker(0), w1 = farm.Worker(1);
+  w0->Ready();
+  EXPECT_TRUE(w0->ExpectSilence(250));
+  auto resumed = farm.client->Call(Command::kResume, {{"job", ids[0]}});
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ((*resumed)["state"], "queued");  // nothing ran yet
+  wire::Message a;
+  ASSERT_TRUE(w0->Expect(Command::kAssign, &a));
+  // Pausing a running job lets the running stage finish but leases nothing new.
+  ASSERT_TRUE(farm.client->Call(Command::kPause, {{"job", ids[0]}}).ok());
+  ASSERT_TRUE(w0->Complete(a));
+  const int64_t deadline = NowMs() + 3000;
+  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+  EXPECT_EQ(farm.State(ids[0]), "paused");
+  w1->Ready();
+  EXPECT_TRUE(w1->ExpectSilence(250));
+  ASSERT_TRUE(farm.client->Call(Command::kResume, {{"job", ids[0]}}).ok());
+  EXPECT_EQ(farm.State(ids[0]), "running");
+  ASSERT_TRUE(w1->Expect(Command::kAssign, &a));
+  EXPECT_EQ(a.header["tasks"][0]["job"], ids[0]);
+}
+
+TEST(Coordinator, RestartResumesHalfDoneJobAndReattachesHeldLease) {
+  Farm farm([](CoordinatorOptions& o) {
+    o.heartbeat_ms = 100;
+    o.heartbeat_misses = 30;  // the held lease survives the restart window
+  });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("half"), Spec("held")});
+  {
+    auto w0 = farm.Worker(0), w1 = farm.Worker(1);
+    ASSERT_TRUE(w0->RunOne());  // "half": stage 0
+    ASSERT_TRUE(w1->RunOne());  // "half": stage 1
+  }
+  auto w0 = farm.Worker(0, 1, "holder");
+  w0->Ready();
+  wire::Message held;
+  ASSERT_TRUE(w0->Expect(Command::kAssign, &held));
+  ASSERT_EQ(held.header["tasks"][0]["job"], ids[1]);
+  const std::string lease = held.header["lease"];
+  const int64_t deadline = NowMs() + 3000;
+  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 2) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  ASSERT_EQ(farm.Job(ids[0])["stages_done"], 2);
+
+  farm.Stop();  // the coordinator goes away mid-run
+  ASSERT_TRUE(farm.Start());
+  EXPECT_EQ(farm.State(ids[0]), "running");
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][2]["state"], "ready");
+  EXPECT_EQ(farm.Job(ids[1])["tasks"][0]["state"], "leased");
+
+  // The holder reconnects (a new connection), is told to register, and reattaches its lease.
+  auto holder = farm.Worker(0, 1, "holder");
+  holder->Send(Command::kHeartbeat, json::object());
+  wire::Message err;
+  ASSERT_TRUE(holder->Expect(Command::kError, &err));
+  EXPECT_EQ(err.header["code"], "unknown_worker");
+  holder->Ready({{"lease", lease}});
+  EXPECT_TRUE(holder->ExpectSilence(150));  // no new ASSIGN: it is busy with its lease
+  EXPECT_EQ(farm.WorkerInfo("holder")["lease"], lease);
+  ASSERT_TRUE(holder->Complete(held));
+  // Every remaining stage runs after the restart and both jobs finish.
+  std::vector<std::unique_ptr<FakeWorker>> ws;
+  for (int s = 0; s < 7; ++s) ws.push_back(farm.Worker(s));
+  for (int round = 0; round < 7; ++round) {
+    for (int s = 0; s < 7; ++s) {
+      ws[s]->Ready();
+      wire::Message a;
+      if (ws[s]->Expect(Command::kAssign, &a, 100)) {
+        ASSERT_TRUE(ws[s]->Complete(a));
+        wire::Message ignore;
+        (void)ignore;
+      }
+    }
+    if (farm.Job(ids[0])["stages_done"] == 7 && farm.Job(ids[1])["stages_done"] == 7) break;
+  }
+  EXPECT_TRUE(farm.WaitState(ids[0], "done"));
+  EXPECT_TRUE(farm.WaitState(ids[1], "done"));
+}
+
+TEST(Coordinator, RestartRequeuesUnclaimedLeaseWithCheckpoint) {
+  Farm farm([](CoordinatorOptions& o) {
+    o.heartbeat_ms = 50;
+    o.heartbeat_misses = 4;
+  });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("orphan")});
+  std::string lease;
+  {
+    auto w = farm.Worker(0, 1, "gone");
+    w->Ready();
+    wire::Message a;
+    ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+    lease = a.header["lease"];
+    ASSERT_TRUE(w->Put("ck", StageBytes(0, 0.4f)));
+    w->Send(Command::kCheckpoint, {{"lease", lease}, {"step", 3}, {"uploads", {"ck"}}});
+    const int64_t deadline = NowMs() + 3000;
+    while (NowMs() < deadline && farm.Job(ids[0])["tasks"][0]["checkpoint_step"] != 3) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_EQ(farm.Job(ids[0])["tasks"][0]["checkpoint_step"], 3);
+  }
+  farm.Stop();
+  ASSERT_TRUE(farm.Start());
+  auto w = farm.Worker(0, 1, "fresh");
+  w->Ready();
+  wire::Message a;
+  // Not before the lease window (4 × 50 ms) has passed since the restart...
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a, 3000));
+  EXPECT_NE(a.header["lease"], lease);
+  EXPECT_EQ(a.header["tasks"][0]["checkpoint"]["step"], 3);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["attempts"], 2);
+  // ...and the old holder coming back late is told its lease is gone.
+  auto late = farm.Worker(0, 1, "gone");
+  late->Ready({{"lease", lease}});
+  wire::Message c;
+  ASSERT_TRUE(late->Expect(Command::kCancel, &c));
+  EXPECT_EQ(c.header["lease"], lease);
+}
+
+}  // namespace
+}  // namespace vidfarm::coordinator
