@@ -18,11 +18,24 @@ commands:
   bench unet      time a Video U-Net forward and compare with this machine's matmul GFLOP/s
   version         print the version
 
+the farm:
+  coordinator     run the coordinator (RocksDB state, ZeroMQ endpoints for workers and clients)
+  worker          host one stage model and take its tasks from a coordinator
+  submit          queue jobs (one PROMPT, or --file prompts.jsonl); prints the job ids
+  status [JOB]    a job's state and stages, or the farm's summary with disk use
+  list            jobs, optionally by --state
+  watch JOB       live per-stage progress until the job ends
+  fetch JOB       download the finished video (-o out.mp4), or --stage K's intermediate
+  cancel|pause|resume|retry JOB
+  workers         the workers: stage, host, state, current job, counts, last heartbeat
+
 Run `vidfarm COMMAND --help` for a command's flags. Every flag can also be set through the
-environment as VIDFARM_<FLAG> (e.g. VIDFARM_THREADS=2, VIDFARM_MODELS=/path/to/models).
+environment as VIDFARM_<FLAG> (e.g. VIDFARM_THREADS=2, VIDFARM_COORDINATOR=tcp://host:5556).
 )";
 
 }  // namespace
+
+int Dispatch(const std::string& command, const std::vector<std::string>& args);
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -39,9 +52,30 @@ int main(int argc, char** argv) {
     std::printf("vidfarm %s\n", VIDFARM_VERSION);
     return 0;
   }
+  try {
+    return Dispatch(command, args);
+  } catch (const std::exception& e) {
+    // A malformed answer from a peer (or a bug) must end with a message, not an abort.
+    std::fprintf(stderr, "vidfarm %s: unexpected error: %s\n", command.c_str(), e.what());
+    return 1;
+  }
+}
+
+int Dispatch(const std::string& command, const std::vector<std::string>& args) {
   if (command == "render") return vidfarm::cli::RunRender(args);
   if (command == "plan") return vidfarm::cli::RunPlan(args);
   if (command == "bench") return vidfarm::cli::RunBench(args);
+  if (command == "coordinator") return vidfarm::cli::RunCoordinator(args);
+  if (command == "worker") return vidfarm::cli::RunWorker(args);
+  if (command == "submit") return vidfarm::cli::RunSubmit(args);
+  if (command == "status") return vidfarm::cli::RunStatus(args);
+  if (command == "list") return vidfarm::cli::RunList(args);
+  if (command == "watch") return vidfarm::cli::RunWatch(args);
+  if (command == "fetch") return vidfarm::cli::RunFetch(args);
+  if (command == "cancel" || command == "pause" || command == "resume" || command == "retry") {
+    return vidfarm::cli::RunJobControl(command, args);
+  }
+  if (command == "workers") return vidfarm::cli::RunWorkers(args);
   std::fprintf(stderr, "vidfarm: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

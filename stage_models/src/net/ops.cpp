@@ -1,5 +1,8 @@
 #include "vidfarm/stage_models/ops.h"
 
+#include <algorithm>
+#include <limits>
+
 namespace vidfarm::models::ops {
 namespace {
 
@@ -137,17 +140,37 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
                         const torch::Tensor& bias, const torch::Tensor& mask) {
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention expects [N,h,L,d]");
   TORCH_CHECK(q.size(-1) == k.size(-1) && k.size(-2) == v.size(-2), "attention: shape mismatch");
-  const double scale = 1.0 / std::sqrt(static_cast<double>(q.size(-1)));
-  auto logits = torch::matmul(q, k.transpose(-2, -1)) * scale;
-  if (bias.defined()) logits = logits + bias;
-  if (mask.defined()) {
-    logits = logits.masked_fill(mask.bitwise_not(), -std::numeric_limits<float>::infinity());
+  const int64_t n = q.size(0), heads = q.size(1), lq = q.size(2), lk = k.size(2);
+  // The scale goes on q (L·d values) rather than on the logits (L·L values).
+  const auto qs = q * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  const auto kt = k.transpose(-2, -1);
+  // The logits are the largest tensor of the network; on the CPU they are computed a few
+  // samples at a time so each chunk stays cache-sized, with bias, mask and softmax applied to
+  // the chunk in place. Meta and GPU tensors go in one piece.
+  const int64_t per_sample = heads * lq * lk * static_cast<int64_t>(q.element_size());
+  const int64_t budget = q.device().is_cpu() ? (int64_t{16} << 20) : (int64_t{1} << 40);
+  const int64_t step = std::clamp<int64_t>(budget / std::max<int64_t>(per_sample, 1), 1, n);
+  auto slice = [](const torch::Tensor& t, int64_t i, int64_t len) {
+    return t.size(0) == 1 ? t : t.narrow(0, i, len);  // broadcast along the batch stays put
+  };
+  std::vector<torch::Tensor> outs;
+  for (int64_t i = 0; i < n; i += step) {
+    const int64_t len = std::min(step, n - i);
+    auto logits = torch::matmul(qs.narrow(0, i, len), kt.narrow(0, i, len));
+    if (bias.defined()) logits.add_(slice(bias, i, len));
+    if (mask.defined()) {
+      logits.masked_fill_(slice(mask, i, len).logical_not(),
+                          -std::numeric_limits<float>::infinity());
+    }
+    outs.push_back(torch::matmul(torch::softmax(logits, -1), v.narrow(0, i, len)));
   }
-  auto probs = torch::softmax(logits, -1);
-  auto out = torch::matmul(probs, v);
-  const double nl = static_cast<double>(probs.numel());
+  auto out = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
+  const double nl = static_cast<double>(n * heads * lq * lk);
   // QK^T and PV: 2 FLOPs per multiply-add each; scale, bias, mask and softmax ~5 per logit.
-  Count(2.0 * nl * static_cast<double>(q.size(-1)) + 5.0 * nl, probs);
+  if (Counting()) {
+    Count(2.0 * nl * static_cast<double>(q.size(-1)) + 5.0 * nl,
+          torch::empty({n, heads, lq, lk}, q.options().device(torch::kMeta)));
+  }
   Count(2.0 * nl * static_cast<double>(v.size(-1)), out);
   return out;
 }

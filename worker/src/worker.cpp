@@ -1,0 +1,1065 @@
+// The worker's task loop. Threads:
+//   - the Run() thread owns the DEALER socket and does every piece of I/O: READY, heartbeats,
+//     FETCH/CHUNK downloads, PUT/PUT_ACK uploads, PROGRESS/CHECKPOINT/RESULT/FAIL;
+//   - one compute thread runs StageRunner::Run for the current lease and reports back through a
+//     mutex-guarded outbox plus one byte on a pipe that the Run thread polls next to the socket
+//     (Stop() writes the same pipe, so it may be called from any thread).
+// Every compute job carries a generation number; events of an abandoned lease are dropped.
+#include "vidfarm/worker/worker.h"
+
+#include <fcntl.h>
+#include <fmt/format.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <set>
+#include <thread>
+#include <zmq_addon.hpp>
+
+#include "vidfarm/common/log.h"
+#include "vidfarm/common/wire.h"
+#include "vidfarm/stage_models/conditioning.h"
+#include "vidfarm/stage_models/package.h"
+#include "vidfarm/stage_models/preset.h"
+
+namespace vidfarm::worker {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using wire::Command;
+using wire::Message;
+
+std::string HostName() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof(buf) - 1) != 0) return "localhost";
+  return buf;
+}
+
+std::string RandomHex(int digits) {
+  std::random_device rd;
+  std::mt19937_64 gen((static_cast<uint64_t>(rd()) << 32) ^ rd());
+  std::string s;
+  for (int i = 0; i < digits; ++i) s += "0123456789abcdef"[gen() % 16];
+  return s;
+}
+
+// One task of an ASSIGN, validated, with its downloaded bytes.
+struct Task {
+  std::string job;
+  uint64_t seed = 0;
+  std::string prompt;
+  int64_t sample_index = 0;
+  models::StageSettings settings;
+  std::string input_blob;  // empty for the base stage
+  int64_t input_bytes = 0;
+  std::string checkpoint_blob;  // empty: start from noise
+  int64_t checkpoint_bytes = 0;
+  int checkpoint_step = -1;
+  bool cancelled = false;  // CANCEL {job} for this task of a batch
+};
+
+// A blob being downloaded with FETCH/CHUNK.
+struct Download {
+  int64_t total = 0;
+  std::string data;
+  int64_t next_offset = 0;             // next FETCH to send
+  std::map<int64_t, int64_t> pending;  // offset → length of FETCHes in flight
+  int64_t received = 0;
+  bool done() const { return received == total; }
+};
+
+// Outputs (RESULT) or latents (CHECKPOINT) of one lease being uploaded with PUT/PUT_ACK.
+struct Upload {
+  std::string id;
+  std::string data;
+  int64_t next_offset = 0;
+  std::set<int64_t> unacked;
+  bool done() const { return next_offset >= static_cast<int64_t>(data.size()) && unacked.empty(); }
+};
+struct UploadGroup {
+  bool result = false;  // RESULT, else CHECKPOINT
+  int step = 0;
+  bool started = false;
+  std::vector<Upload> uploads;
+};
+
+// Tasks of one lease that share seed, resume step and settings: one StageRunner::Run.
+struct ComputeGroup {
+  models::StageRequest request;
+  models::StageSettings settings;
+  std::vector<size_t> task_index;
+};
+struct ComputeJob {
+  uint64_t gen = 0;
+  size_t num_tasks = 0;
+  std::vector<ComputeGroup> groups;
+  std::shared_ptr<std::atomic<bool>> cancel;
+};
+struct ComputeEvent {
+  enum class Kind { kProgress, kCheckpoint, kDone, kFailed } kind = Kind::kProgress;
+  uint64_t gen = 0;
+  int step = 0, steps = 0;
+  std::vector<std::string> blobs;  // encoded latents (checkpoint) or videos (done), in task order
+  Status status;
+};
+
+// The lease being worked on.
+struct Lease {
+  std::string id;
+  uint64_t gen = 0;
+  std::vector<Task> tasks;
+  std::map<std::string, Download> downloads;  // by blob id
+  bool computing = false;
+  std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
+  std::deque<UploadGroup> uploads;
+  std::optional<std::pair<int, int>> progress;  // (step, steps) not yet sent
+  Clock::time_point last_progress{};
+};
+
+Result<Task> ParseTask(const nlohmann::json& t, int stage, const std::string& preset,
+                       const models::StageSpec& spec) {
+  if (!t.is_object()) return Status::InvalidArgument("task is not a JSON object");
+  auto str = [&](const char* k) -> Result<std::string> {
+    auto it = t.find(k);
+    if (it == t.end() || !it->is_string()) {
+      return Status::InvalidArgument(fmt::format("task field '{}' must be a string", k));
+    }
+    return it->get<std::string>();
+  };
+  auto integer = [&](const nlohmann::json& obj, const char* k) -> Result<int64_t> {
+    auto it = obj.find(k);
+    if (it == obj.end() || !it->is_number_integer()) {
+      return Status::InvalidArgument(fmt::format("task field '{}' must be an integer", k));
+    }
+    return it->get<int64_t>();
+  };
+  Task task;
+  VF_ASSIGN_OR_RETURN(task.job, str("job"));
+  VF_ASSIGN_OR_RETURN(int64_t task_stage, integer(t, "stage"));
+  if (task_stage != stage) {
+    return Status::InvalidArgument(fmt::format(
+        "task of job {} is for stage {}, this worker hosts stage {}", task.job, task_stage, stage));
+  }
+  auto seed_it = t.find("seed");
+  if (seed_it == t.end() || !(seed_it->is_number_unsigned() ||
+                              (seed_it->is_number_integer() && seed_it->get<int64_t>() >= 0))) {
+    return Status::InvalidArgument("task field 'seed' must be a non-negative integer");
+  }
+  task.seed = seed_it->get<uint64_t>();
+  VF_ASSIGN_OR_RETURN(task.prompt, str("prompt"));
+  VF_ASSIGN_OR_RETURN(task.sample_index, integer(t, "sample_index"));
+  if (task.sample_index < 0)
+    return Status::InvalidArgument("task field 'sample_index' is negative");
+
+  auto spec_it = t.find("spec");
+  if (spec_it == t.end()) return Status::InvalidArgument("task has no 'spec'");
+  nlohmann::json spec_json = *spec_it;
+  if (spec_json.is_string()) {
+    spec_json = nlohmann::json::parse(spec_json.get<std::string>(), nullptr, false);
+  }
+  VF_ASSIGN_OR_RETURN(JobSpec job_spec, JobSpec::FromJson(spec_json));
+  if (job_spec.preset != preset) {
+    return Status::InvalidArgument(
+        fmt::format("job {} uses preset '{}', this worker hosts preset '{}'", task.job,
+                    job_spec.preset, preset));
+  }
+  VF_ASSIGN_OR_RETURN(task.settings,
+                      models::ResolveStageSettings(spec, OverridesFromSpec(job_spec, stage)));
+
+  auto in_it = t.find("input_blob");
+  const bool has_input =
+      in_it != t.end() && in_it->is_string() && !in_it->get<std::string>().empty();
+  if (spec.kind == StageKind::kBase) {
+    if (has_input) return Status::InvalidArgument("the base stage takes no input video");
+  } else {
+    if (!has_input) {
+      return Status::InvalidArgument(fmt::format("stage {} needs 'input_blob' (a string)", stage));
+    }
+    task.input_blob = in_it->get<std::string>();
+    VF_ASSIGN_OR_RETURN(task.input_bytes, integer(t, "input_bytes"));
+    if (task.input_bytes <= 0)
+      return Status::InvalidArgument("task field 'input_bytes' must be positive");
+  }
+
+  auto ck_it = t.find("checkpoint");
+  if (ck_it != t.end() && !ck_it->is_null()) {
+    if (!ck_it->is_object())
+      return Status::InvalidArgument("task field 'checkpoint' must be null or an object");
+    auto blob = ck_it->find("blob");
+    if (blob == ck_it->end() || !blob->is_string() || blob->get<std::string>().empty()) {
+      return Status::InvalidArgument("checkpoint field 'blob' must be a string");
+    }
+    task.checkpoint_blob = blob->get<std::string>();
+    VF_ASSIGN_OR_RETURN(task.checkpoint_bytes, integer(*ck_it, "bytes"));
+    VF_ASSIGN_OR_RETURN(int64_t step, integer(*ck_it, "step"));
+    if (task.checkpoint_bytes <= 0)
+      return Status::InvalidArgument("checkpoint 'bytes' must be positive");
+    if (step < 0 || step > task.settings.sampler.steps) {
+      return Status::InvalidArgument(
+          fmt::format("checkpoint step {} is outside 0..{}", step, task.settings.sampler.steps));
+    }
+    task.checkpoint_step = static_cast<int>(step);
+  }
+  return task;
+}
+
+}  // namespace
+
+models::StageOverrides OverridesFromSpec(const JobSpec& spec, int stage) {
+  models::StageOverrides o;
+  const auto k = static_cast<size_t>(stage);
+  if (k < spec.steps.size() && spec.steps[k] > 0) o.steps = spec.steps[k];
+  if (!spec.sampler.empty()) o.sampler = spec.sampler;
+  if (k < spec.guidance.size() && spec.guidance[k] >= 0) o.guidance = spec.guidance[k];
+  if (!spec.thresholding.empty()) o.thresholding = spec.thresholding;
+  return o;
+}
+
+class Worker::Impl {
+ public:
+  WorkerOptions opt;
+  zmq::context_t* ctx = nullptr;
+  std::unique_ptr<zmq::context_t> own_ctx;
+  std::unique_ptr<models::StageRunner> runner;
+  std::string model_sha;
+  std::string host;
+  int wake_read = -1, wake_write = -1;
+
+  std::atomic<bool> stop{false};
+  std::atomic<bool> running{false};
+  std::atomic<int64_t> done{0}, failed{0};
+
+  ~Impl() {
+    if (wake_read >= 0) close(wake_read);
+    if (wake_write >= 0) close(wake_write);
+  }
+
+  void Wake() {
+    const char b = 1;
+    [[maybe_unused]] ssize_t n = write(wake_write, &b, 1);  // full pipe: already awake
+  }
+
+  Status Run();
+
+ private:
+  // ---- compute thread ----
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::optional<ComputeJob> job_;    // guarded by mu_
+  bool quit_ = false;                // guarded by mu_
+  std::deque<ComputeEvent> outbox_;  // guarded by mu_
+
+  void ComputeLoop();
+  void RunJob(const ComputeJob& job);
+  void Post(ComputeEvent ev) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      outbox_.push_back(std::move(ev));
+    }
+    Wake();
+  }
+
+  // ---- socket thread ----
+  zmq::socket_t* dealer_ = nullptr;
+  std::optional<Lease> lease_;
+  uint64_t next_gen_ = 0;
+  uint64_t upload_seq_ = 0;
+  Clock::time_point last_recv_{};
+  Clock::time_point last_register_{};
+  Clock::time_point warn_window_{};
+  int warn_count_ = 0;
+  int64_t warn_suppressed_ = 0;
+
+  // A flood of garbage must not flood the log: 20 lines per 10 s, then a count.
+  bool WarnBudget() {
+    const auto now = Clock::now();
+    if (now - warn_window_ > std::chrono::seconds(10)) {
+      if (warn_suppressed_ > 0) {
+        VF_LOG_WARN("worker {}: {} more bad messages from the coordinator were dropped",
+                    opt.worker_id, warn_suppressed_);
+      }
+      warn_window_ = now;
+      warn_count_ = 0;
+      warn_suppressed_ = 0;
+    }
+    if (warn_count_ < 20) {
+      ++warn_count_;
+      return true;
+    }
+    ++warn_suppressed_;
+    return false;
+  }
+
+  bool Send(Command c, nlohmann::json header, std::string payload = {}, bool with_payload = false);
+  void SendReady();
+  void Reregister(const char* why, bool coordinator_restarted);
+  std::optional<Status> Handle(const std::vector<std::string>& frames);
+  void HandleAssign(const Message& m);
+  void HandleChunk(const Message& m);
+  void HandlePutAck(const Message& m);
+  void HandleTransferError(const Message& m, const std::string& error);
+  void HandleEvent(ComputeEvent ev);
+  void PumpFetches();
+  void PumpUploads();
+  void FlushProgress(bool force);
+  void StartCompute();
+  void FailLease(const Status& st, bool retryable);
+  void Abandon(const char* why);
+  void QueueUploads(bool result, int step, std::vector<std::string> blobs);
+};
+
+// ---------------------------------------------------------------------------------------------
+// Compute thread
+
+void Worker::Impl::ComputeLoop() {
+  while (true) {
+    ComputeJob job;
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      cv_.wait(lock, [&] { return quit_ || job_.has_value(); });
+      if (quit_) return;
+      job = std::move(*job_);
+      job_.reset();
+    }
+    RunJob(job);
+  }
+}
+
+void Worker::Impl::RunJob(const ComputeJob& job) {
+  const double fps = runner->spec().fps;
+  std::vector<std::string> outputs(job.num_tasks);
+  try {
+    for (const ComputeGroup& g : job.groups) {
+      models::SamplerHooks hooks;
+      hooks.on_step = [&](int step, int steps) {
+        ComputeEvent ev;
+        ev.kind = ComputeEvent::Kind::kProgress;
+        ev.gen = job.gen;
+        ev.step = step;
+        ev.steps = steps;
+        Post(std::move(ev));
+      };
+      hooks.should_stop = [&] { return job.cancel->load() || stop.load(); };
+      // A CHECKPOINT names one latent per task of the lease at one step: only a lease sampled
+      // in one Run can give that.
+      if (job.groups.size() == 1 && opt.checkpoint_every > 0) {
+        hooks.checkpoint_every = opt.checkpoint_every;
+        hooks.on_checkpoint = [&](const models::SamplerCheckpoint& c) {
+          ComputeEvent ev;
+          ev.kind = ComputeEvent::Kind::kCheckpoint;
+          ev.gen = job.gen;
+          ev.step = c.next_step;
+          ev.blobs.resize(job.num_tasks);
+          for (size_t i = 0; i < g.task_index.size(); ++i) {
+            auto v = models::TensorToVideo(c.z[static_cast<int64_t>(i)], fps);
+            if (!v.ok()) {
+              VF_LOG_WARN("worker: checkpoint at step {} not sent: {}", c.next_step,
+                          v.status().ToString());
+              return;
+            }
+            ev.blobs[g.task_index[i]] = wire::EncodeVideo(*v);
+          }
+          Post(std::move(ev));
+        };
+      }
+      auto out = runner->Run(g.request, g.settings, hooks);
+      if (!out.ok()) {
+        ComputeEvent ev;
+        ev.kind = ComputeEvent::Kind::kFailed;
+        ev.gen = job.gen;
+        ev.status = out.status();
+        Post(std::move(ev));
+        return;
+      }
+      for (size_t i = 0; i < g.task_index.size(); ++i)
+        outputs[g.task_index[i]] = wire::EncodeVideo((*out)[i]);
+    }
+  } catch (const std::exception& e) {
+    ComputeEvent ev;
+    ev.kind = ComputeEvent::Kind::kFailed;
+    ev.gen = job.gen;
+    ev.status = Status::Internal(std::string("stage run: ") + e.what());
+    Post(std::move(ev));
+    return;
+  }
+  ComputeEvent ev;
+  ev.kind = ComputeEvent::Kind::kDone;
+  ev.gen = job.gen;
+  ev.blobs = std::move(outputs);
+  Post(std::move(ev));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Socket thread
+
+bool Worker::Impl::Send(Command c, nlohmann::json header, std::string payload, bool with_payload) {
+  Message m;
+  m.command = c;
+  m.header = std::move(header);
+  if (with_payload) m.payload.push_back(std::move(payload));
+  std::vector<std::string> frames = wire::Encode(m);
+  std::vector<zmq::message_t> parts;
+  parts.reserve(frames.size());
+  for (const std::string& f : frames) parts.emplace_back(f.data(), f.size());
+  // Never block the socket thread: a full queue (no coordinator) drops control messages; the
+  // re-registration after silence brings the coordinator back in step.
+  auto sent = zmq::send_multipart(*dealer_, parts, zmq::send_flags::dontwait);
+  if (!sent) VF_LOG_DEBUG("worker: {} not sent (send queue full)", wire::CommandName(c));
+  return sent.has_value();
+}
+
+void Worker::Impl::SendReady() {
+  const models::StageSpec& s = runner->spec();
+  nlohmann::json h = {
+      {"worker_id", opt.worker_id},
+      {"host", host},
+      {"pid", static_cast<int64_t>(getpid())},
+      {"stage", opt.stage},
+      {"preset", opt.preset},
+      {"model_sha256", model_sha},
+      {"max_batch", opt.max_batch},
+      {"shape", {{"frames", s.frames}, {"height", s.height}, {"width", s.width}, {"fps", s.fps}}},
+  };
+  if (lease_) h["lease"] = lease_->id;
+  Send(Command::kReady, std::move(h));
+}
+
+void Worker::Impl::Reregister(const char* why, bool coordinator_restarted) {
+  const auto now = Clock::now();
+  // Every message queued for a restarted coordinator earns an "unknown_worker": answer the first.
+  if (coordinator_restarted &&
+      now - last_register_ < std::chrono::milliseconds(std::max(1, opt.heartbeat_ms))) {
+    return;
+  }
+  VF_LOG_WARN("worker {}: {}; registering again{}", opt.worker_id, why,
+              lease_ ? fmt::format(" (mid-task, lease {})", lease_->id) : std::string());
+  SendReady();
+  last_recv_ = last_register_ = now;
+  if (!lease_ || !coordinator_restarted) return;
+  // A restarted coordinator has forgotten the transfers in flight: ask again for the chunks
+  // (duplicate CHUNKs are dropped) and start the upload under way afresh under new ids.
+  for (auto& [blob, d] : lease_->downloads) {
+    for (const auto& [offset, length] : d.pending) {
+      Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}});
+    }
+  }
+  if (!lease_->uploads.empty()) {
+    for (Upload& u : lease_->uploads.front().uploads) {
+      u.id = fmt::format("{}/{}/{}", opt.worker_id, lease_->id, ++upload_seq_);
+      u.next_offset = 0;
+      u.unacked.clear();
+    }
+    PumpUploads();
+  }
+}
+
+void Worker::Impl::FailLease(const Status& st, bool retryable) {
+  if (!lease_) return;
+  VF_LOG_WARN("worker {}: lease {} failed: {}", opt.worker_id, lease_->id, st.ToString());
+  Send(Command::kFail, {{"lease", lease_->id}, {"error", st.ToString()}, {"retryable", retryable}});
+  failed += static_cast<int64_t>(std::max<size_t>(1, lease_->tasks.size()));
+  lease_->cancel->store(true);
+  lease_.reset();
+  SendReady();
+}
+
+void Worker::Impl::Abandon(const char* why) {
+  if (!lease_) return;
+  VF_LOG_INFO("worker {}: lease {} abandoned: {}", opt.worker_id, lease_->id, why);
+  lease_->cancel->store(true);
+  lease_.reset();
+}
+
+std::optional<Status> Worker::Impl::Handle(const std::vector<std::string>& frames) {
+  auto decoded = wire::Decode(frames);
+  if (!decoded.ok()) {
+    if (WarnBudget()) {
+      VF_LOG_WARN("worker {}: dropped a message from the coordinator: {}", opt.worker_id,
+                  decoded.status().ToString());
+    }
+    return std::nullopt;
+  }
+  const Message& m = *decoded;
+  last_recv_ = Clock::now();
+  switch (m.command) {
+    case Command::kHeartbeat:
+      break;
+    case Command::kAssign:
+      HandleAssign(m);
+      break;
+    case Command::kCancel: {
+      auto lease = wire::GetString(m, "lease");
+      if (!lease.ok()) {
+        VF_LOG_WARN("worker {}: {}", opt.worker_id, lease.status().ToString());
+      } else if (lease_ && lease_->id == *lease) {
+        // CANCEL {job} drops one job's task of a batch; the others go on (the coordinator takes
+        // a RESULT with every upload and ignores the cancelled one's).
+        auto job = wire::GetString(m, "job");
+        bool all = true;
+        for (Task& t : lease_->tasks) {
+          if (!job.ok() || t.job == *job) t.cancelled = true;
+          all = all && t.cancelled;
+        }
+        if (all) {
+          Abandon("cancelled by the coordinator");
+          SendReady();
+        }
+      } else {
+        VF_LOG_DEBUG("worker {}: CANCEL for lease {} that is not ours", opt.worker_id, *lease);
+      }
+      break;
+    }
+    case Command::kDisconnect: {
+      std::string reason = wire::GetString(m, "reason").ValueOr("(no reason given)");
+      Abandon("disconnected");
+      return Status::Cancelled("the coordinator disconnected this worker: " + reason);
+    }
+    case Command::kChunk:
+      HandleChunk(m);
+      break;
+    case Command::kPutAck:
+      HandlePutAck(m);
+      break;
+    case Command::kError: {
+      const std::string code = wire::GetString(m, "code").ValueOr("");
+      const std::string error = wire::GetString(m, "error").ValueOr("");
+      if (code == "unknown_worker") {
+        Reregister("the coordinator does not know this worker", /*coordinator_restarted=*/true);
+      } else if (code == "stale_lease") {
+        auto lease = wire::GetString(m, "lease");
+        if (lease_ && (!lease.ok() || *lease == lease_->id)) {
+          Abandon("the coordinator says the lease is stale");
+          SendReady();
+        }
+      } else {
+        VF_LOG_WARN("worker {}: coordinator error {}: {}", opt.worker_id, code, error);
+        HandleTransferError(m, error);
+      }
+      break;
+    }
+    default:
+      VF_LOG_WARN("worker {}: unexpected {} from the coordinator", opt.worker_id,
+                  wire::CommandName(m.command));
+  }
+  return std::nullopt;
+}
+
+void Worker::Impl::HandleAssign(const Message& m) {
+  auto lease_id = wire::GetString(m, "lease");
+  if (!lease_id.ok()) {
+    VF_LOG_WARN("worker {}: dropped an ASSIGN: {}", opt.worker_id, lease_id.status().ToString());
+    // The coordinator spent our credit on it: offer it again.
+    if (!lease_) SendReady();
+    return;
+  }
+  if (lease_) {
+    if (lease_->id == *lease_id) return;  // a repeat after re-registration
+    VF_LOG_WARN("worker {}: ASSIGN of lease {} while busy with {}; refused", opt.worker_id,
+                *lease_id, lease_->id);
+    Send(Command::kFail, {{"lease", *lease_id},
+                          {"error", "Busy: worker is working on lease " + lease_->id},
+                          {"retryable", true}});
+    return;
+  }
+  lease_.emplace();
+  lease_->id = *lease_id;
+  lease_->gen = ++next_gen_;
+  auto parse = [&]() -> Status {
+    auto stage = wire::GetInt(m, "stage");
+    if (stage.ok() && *stage != opt.stage) {
+      return Status::InvalidArgument(
+          fmt::format("ASSIGN for stage {}, this worker hosts stage {}", *stage, opt.stage));
+    }
+    auto it = m.header.find("tasks");
+    if (it == m.header.end() || !it->is_array() || it->empty()) {
+      return Status::InvalidArgument("ASSIGN: field 'tasks' must be a non-empty array");
+    }
+    if (static_cast<int>(it->size()) > opt.max_batch) {
+      return Status::InvalidArgument(
+          fmt::format("ASSIGN of {} tasks exceeds max_batch {}", it->size(), opt.max_batch));
+    }
+    for (const nlohmann::json& t : *it) {
+      auto task = ParseTask(t, opt.stage, opt.preset, runner->spec());
+      if (!task.ok()) return task.status().WithContext("ASSIGN");
+      lease_->tasks.push_back(std::move(*task));
+    }
+    return Status::OK();
+  };
+  Status st = parse();
+  if (!st.ok()) {
+    FailLease(st, /*retryable=*/false);
+    return;
+  }
+  for (const Task& t : lease_->tasks) {
+    for (auto [blob, bytes] : {std::pair{t.input_blob, t.input_bytes},
+                               std::pair{t.checkpoint_blob, t.checkpoint_bytes}}) {
+      if (blob.empty()) continue;
+      auto [it, inserted] = lease_->downloads.try_emplace(blob);
+      if (inserted) {
+        it->second.total = bytes;
+        it->second.data.resize(static_cast<size_t>(bytes));
+      } else if (it->second.total != bytes) {
+        FailLease(
+            Status::InvalidArgument(fmt::format("ASSIGN: blob {} listed with two sizes", blob)),
+            false);
+        return;
+      }
+    }
+  }
+  VF_LOG_DEBUG("worker {}: lease {} with {} task(s), {} blob(s) to fetch", opt.worker_id,
+               lease_->id, lease_->tasks.size(), lease_->downloads.size());
+  PumpFetches();
+  if (lease_ && !lease_->computing && lease_->downloads.empty()) StartCompute();
+}
+
+void Worker::Impl::PumpFetches() {
+  if (!lease_) return;
+  int64_t in_flight = 0;
+  for (const auto& [blob, d] : lease_->downloads)
+    in_flight += static_cast<int64_t>(d.pending.size());
+  for (auto& [blob, d] : lease_->downloads) {
+    while (in_flight < opt.fetch_credit && d.next_offset < d.total) {
+      const int64_t length =
+          std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), d.total - d.next_offset);
+      if (!Send(Command::kFetch, {{"blob", blob}, {"offset", d.next_offset}, {"length", length}}))
+        return;
+      d.pending[d.next_offset] = length;
+      d.next_offset += length;
+      ++in_flight;
+    }
+  }
+}
+
+void Worker::Impl::HandleChunk(const Message& m) {
+  auto blob = wire::GetString(m, "blob");
+  auto offset = wire::GetInt(m, "offset");
+  auto total = wire::GetInt(m, "total");
+  if (!blob.ok() || !offset.ok() || !total.ok() || m.payload.size() != 1) {
+    VF_LOG_WARN("worker {}: dropped a malformed CHUNK", opt.worker_id);
+    return;
+  }
+  if (!lease_ || lease_->computing) return;
+  auto it = lease_->downloads.find(*blob);
+  if (it == lease_->downloads.end()) return;  // stale: another lease's blob
+  Download& d = it->second;
+  auto p = d.pending.find(*offset);
+  if (p == d.pending.end()) return;  // duplicate
+  const int64_t length = p->second;
+  const auto got = static_cast<int64_t>(m.payload[0].size());
+  // The coordinator may serve less than asked (its own chunk size): ask again for the rest.
+  if (*total != d.total || got == 0 || got > length) {
+    FailLease(
+        Status::Corruption(fmt::format("blob {}: CHUNK at {} has {} bytes of {} total, expected "
+                                       "1..{} of {}",
+                                       *blob, *offset, got, *total, length, d.total)),
+        /*retryable=*/true);
+    return;
+  }
+  std::copy(m.payload[0].begin(), m.payload[0].end(), d.data.begin() + *offset);
+  d.pending.erase(p);
+  d.received += got;
+  if (got < length) {
+    d.pending[*offset + got] = length - got;
+    Send(Command::kFetch, {{"blob", *blob}, {"offset", *offset + got}, {"length", length - got}});
+  }
+  PumpFetches();
+  for (const auto& [id, dl] : lease_->downloads) {
+    if (!dl.done()) return;
+  }
+  StartCompute();
+}
+
+void Worker::Impl::StartCompute() {
+  Lease& l = *lease_;
+  const models::StageSpec& s = runner->spec();
+  auto build = [&]() -> Result<std::vector<ComputeGroup>> {
+    std::vector<ComputeGroup> groups;
+    std::map<std::tuple<uint64_t, int, std::string>, size_t> by_key;
+    std::map<size_t, std::vector<torch::Tensor>> latents;  // group → z per sample
+    for (size_t i = 0; i < l.tasks.size(); ++i) {
+      const Task& t = l.tasks[i];
+      const auto key = std::make_tuple(t.seed, t.checkpoint_step, t.settings.ToJson().dump());
+      auto [it, inserted] = by_key.try_emplace(key, groups.size());
+      if (inserted) {
+        groups.emplace_back();
+        groups.back().settings = t.settings;
+        groups.back().request.seed = t.seed;
+      }
+      ComputeGroup& g = groups[it->second];
+      g.task_index.push_back(i);
+      g.request.prompts.push_back(t.prompt);
+      g.request.sample_indices.push_back(t.sample_index);
+      if (!t.input_blob.empty()) {
+        auto v = wire::DecodeVideo(l.downloads.at(t.input_blob).data);
+        if (!v.ok()) return v.status().WithContext("input video " + t.input_blob);
+        if (v->frames != s.in_frames() || v->height != s.in_height() || v->width != s.in_width() ||
+            v->channels != s.net.channels) {
+          return Status::InvalidArgument(fmt::format(
+              "input video {} is {}, stage {} expects {}x{}x{}x{}", t.input_blob, v->ShapeString(),
+              s.index, s.net.channels, s.in_frames(), s.in_height(), s.in_width()));
+        }
+        g.request.inputs.push_back(std::move(*v));
+      }
+      if (!t.checkpoint_blob.empty()) {
+        auto v = wire::DecodeVideo(l.downloads.at(t.checkpoint_blob).data);
+        if (!v.ok()) return v.status().WithContext("checkpoint " + t.checkpoint_blob);
+        if (v->channels != s.net.channels || v->frames != s.frames || v->height != s.height ||
+            v->width != s.width) {
+          return Status::InvalidArgument(
+              fmt::format("checkpoint {} is {}, stage {} samples {}x{}x{}x{}", t.checkpoint_blob,
+                          v->ShapeString(), s.index, s.net.channels, s.frames, s.height, s.width));
+        }
+        VF_ASSIGN_OR_RETURN(torch::Tensor z, models::VideoToTensorChecked(*v));
+        latents[it->second].push_back(z);
+      }
+    }
+    for (auto& [gi, zs] : latents) {
+      groups[gi].request.resume = models::SamplerCheckpoint{
+          l.tasks[groups[gi].task_index[0]].checkpoint_step, torch::stack(zs)};
+    }
+    return groups;
+  };
+  Result<std::vector<ComputeGroup>> groups = [&]() -> Result<std::vector<ComputeGroup>> {
+    try {
+      return build();
+    } catch (const std::exception& e) {
+      return Status::Internal(std::string("preparing the batch: ") + e.what());
+    }
+  }();
+  if (!groups.ok()) {
+    FailLease(groups.status(), /*retryable=*/!groups.status().IsInvalidArgument());
+    return;
+  }
+  l.downloads.clear();  // the bytes now live in the requests
+  l.computing = true;
+  ComputeJob job;
+  job.gen = l.gen;
+  job.num_tasks = l.tasks.size();
+  job.groups = std::move(*groups);
+  job.cancel = l.cancel;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    job_ = std::move(job);  // a job not yet picked up belongs to an abandoned lease: replace it
+  }
+  cv_.notify_one();
+}
+
+void Worker::Impl::QueueUploads(bool result, int step, std::vector<std::string> blobs) {
+  Lease& l = *lease_;
+  // An unstarted checkpoint is superseded by anything newer.
+  while (!l.uploads.empty() && !l.uploads.back().started && !l.uploads.back().result)
+    l.uploads.pop_back();
+  UploadGroup g;
+  g.result = result;
+  g.step = step;
+  for (std::string& b : blobs) {
+    Upload u;
+    u.id = fmt::format("{}/{}/{}", opt.worker_id, l.id, ++upload_seq_);
+    u.data = std::move(b);
+    g.uploads.push_back(std::move(u));
+  }
+  l.uploads.push_back(std::move(g));
+  PumpUploads();
+}
+
+void Worker::Impl::PumpUploads() {
+  while (lease_ && !lease_->uploads.empty()) {
+    UploadGroup& g = lease_->uploads.front();
+    int64_t unacked = 0;
+    for (const Upload& u : g.uploads) unacked += static_cast<int64_t>(u.unacked.size());
+    for (Upload& u : g.uploads) {
+      const auto total = static_cast<int64_t>(u.data.size());
+      while (unacked < opt.fetch_credit && u.next_offset < total) {
+        const int64_t length =
+            std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), total - u.next_offset);
+        if (!Send(Command::kPut, {{"upload", u.id}, {"offset", u.next_offset}, {"total", total}},
+                  u.data.substr(static_cast<size_t>(u.next_offset), static_cast<size_t>(length)),
+                  true)) {
+          return;
+        }
+        g.started = true;
+        u.unacked.insert(u.next_offset);
+        u.next_offset += length;
+        ++unacked;
+      }
+    }
+    if (!std::all_of(g.uploads.begin(), g.uploads.end(), [](const Upload& u) { return u.done(); }))
+      return;
+    nlohmann::json ids = nlohmann::json::array();
+    for (const Upload& u : g.uploads) ids.push_back(u.id);
+    if (!g.result) {
+      Send(Command::kCheckpoint, {{"lease", lease_->id}, {"step", g.step}, {"uploads", ids}});
+      lease_->uploads.pop_front();
+      continue;
+    }
+    FlushProgress(/*force=*/true);
+    Send(Command::kResult, {{"lease", lease_->id}, {"uploads", ids}});
+    done += static_cast<int64_t>(lease_->tasks.size());
+    VF_LOG_DEBUG("worker {}: lease {} done", opt.worker_id, lease_->id);
+    lease_.reset();
+    SendReady();
+  }
+}
+
+void Worker::Impl::HandlePutAck(const Message& m) {
+  auto upload = wire::GetString(m, "upload");
+  auto offset = wire::GetInt(m, "offset");
+  if (!upload.ok() || !offset.ok()) {
+    VF_LOG_WARN("worker {}: dropped a malformed PUT_ACK", opt.worker_id);
+    return;
+  }
+  if (!lease_ || lease_->uploads.empty()) return;
+  for (Upload& u : lease_->uploads.front().uploads) {
+    if (u.id == *upload) {
+      u.unacked.erase(*offset);
+      PumpUploads();
+      return;
+    }
+  }
+}
+
+// An ERROR naming one of our downloads or uploads: that transfer cannot finish.
+void Worker::Impl::HandleTransferError(const Message& m, const std::string& error) {
+  if (!lease_) return;
+  const std::string blob = wire::GetString(m, "blob").ValueOr("");
+  if (!blob.empty() && lease_->downloads.count(blob)) {
+    FailLease(Status::IOError(fmt::format("fetching {}: {}", blob, error)), /*retryable=*/true);
+    return;
+  }
+  const std::string upload = wire::GetString(m, "upload").ValueOr("");
+  if (upload.empty() || lease_->uploads.empty()) return;
+  const UploadGroup& g = lease_->uploads.front();
+  const bool ours = std::any_of(g.uploads.begin(), g.uploads.end(),
+                                [&](const Upload& u) { return u.id == upload; });
+  if (!ours) return;
+  if (g.result) {
+    FailLease(Status::IOError(fmt::format("uploading the result: {}", error)), /*retryable=*/true);
+  } else {
+    lease_->uploads.pop_front();  // a lost checkpoint only costs recomputation after a crash
+    PumpUploads();
+  }
+}
+
+void Worker::Impl::FlushProgress(bool force) {
+  if (!lease_ || !lease_->progress) return;
+  const auto now = Clock::now();
+  const auto [step, steps] = *lease_->progress;
+  if (!force && step < steps &&
+      now - lease_->last_progress < std::chrono::milliseconds(opt.progress_interval_ms)) {
+    return;
+  }
+  Send(Command::kProgress, {{"lease", lease_->id}, {"step", step}, {"steps", steps}});
+  lease_->last_progress = now;
+  lease_->progress.reset();
+}
+
+void Worker::Impl::HandleEvent(ComputeEvent ev) {
+  if (!lease_ || ev.gen != lease_->gen) return;  // an abandoned lease
+  switch (ev.kind) {
+    case ComputeEvent::Kind::kProgress:
+      lease_->progress = {ev.step, ev.steps};
+      FlushProgress(false);
+      break;
+    case ComputeEvent::Kind::kCheckpoint:
+      FlushProgress(true);
+      QueueUploads(false, ev.step, std::move(ev.blobs));
+      break;
+    case ComputeEvent::Kind::kDone:
+      lease_->computing = false;
+      QueueUploads(true, 0, std::move(ev.blobs));
+      break;
+    case ComputeEvent::Kind::kFailed:
+      if (ev.status.IsCancelled() && lease_->cancel->load()) break;
+      FailLease(ev.status, /*retryable=*/!ev.status.IsInvalidArgument());
+      break;
+  }
+}
+
+Status Worker::Impl::Run() {
+  if (stop.load()) return Status::OK();
+  std::thread compute([this] { ComputeLoop(); });
+  auto stop_compute = [&] {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      quit_ = true;
+      job_.reset();
+    }
+    if (lease_) lease_->cancel->store(true);
+    cv_.notify_all();
+    compute.join();
+    std::lock_guard<std::mutex> lock(mu_);
+    quit_ = false;
+    outbox_.clear();
+  };
+  Status result;
+  try {
+    zmq::socket_t dealer(*ctx, zmq::socket_type::dealer);
+    dealer.set(zmq::sockopt::linger, 0);
+    dealer.connect(opt.endpoint);
+    dealer_ = &dealer;
+    lease_.reset();
+    const auto hb = std::chrono::milliseconds(std::max(1, opt.heartbeat_ms));
+    const auto silence = hb * std::max(1, opt.heartbeat_misses);
+    VF_LOG_INFO("worker {}: stage {} ({}) connecting to {}", opt.worker_id, opt.stage,
+                runner->spec().name, opt.endpoint);
+    SendReady();
+    last_recv_ = Clock::now();
+    auto next_heartbeat = Clock::now() + hb;
+    while (!stop.load()) {
+      auto now = Clock::now();
+      auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
+      if (lease_ && lease_->progress)
+        wait = std::min(wait, std::chrono::milliseconds(opt.progress_interval_ms));
+      wait = std::max(wait, std::chrono::milliseconds(0));
+      zmq::pollitem_t items[] = {{static_cast<void*>(dealer), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, wake_read, ZMQ_POLLIN, 0}};
+      if (zmq_poll(items, 2, static_cast<long>(wait.count())) < 0 && zmq_errno() != EINTR) {
+        throw zmq::error_t();
+      }
+      if (items[1].revents & ZMQ_POLLIN) {
+        char buf[256];
+        while (read(wake_read, buf, sizeof(buf)) > 0) {
+        }
+      }
+      if (stop.load()) break;
+      std::deque<ComputeEvent> events;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        events.swap(outbox_);
+      }
+      for (ComputeEvent& ev : events) HandleEvent(std::move(ev));
+      for (int i = 0; i < 1000; ++i) {  // bounded, so heartbeats keep going under a flood
+        std::vector<zmq::message_t> parts;
+        if (!zmq::recv_multipart(dealer, std::back_inserter(parts), zmq::recv_flags::dontwait))
+          break;
+        std::vector<std::string> frames;
+        frames.reserve(parts.size());
+        for (const zmq::message_t& p : parts) frames.push_back(p.to_string());
+        if (std::optional<Status> end = Handle(frames)) {
+          result = *end;
+          break;
+        }
+      }
+      if (!result.ok()) break;
+      PumpFetches();  // sends refused by a full queue are retried here
+      PumpUploads();
+      FlushProgress(false);
+      now = Clock::now();
+      if (now >= next_heartbeat) {
+        Send(Command::kHeartbeat, nlohmann::json::object());
+        next_heartbeat = now + hb;
+      }
+      if (now - last_recv_ > silence)
+        Reregister("the coordinator has been silent", /*coordinator_restarted=*/false);
+    }
+  } catch (const zmq::error_t& e) {
+    result = Status::IOError(fmt::format("worker socket ({}): {}", opt.endpoint, e.what()));
+  } catch (const std::exception& e) {
+    result = Status::Internal(std::string("worker: ") + e.what());
+  }
+  dealer_ = nullptr;
+  stop_compute();
+  lease_.reset();
+  if (result.ok()) {
+    VF_LOG_INFO("worker {}: stopped", opt.worker_id);
+  } else {
+    VF_LOG_WARN("worker {}: {}", opt.worker_id, result.ToString());
+  }
+  return result;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Worker
+
+Worker::Worker(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Worker::~Worker() = default;
+
+Result<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options, zmq::context_t* ctx) {
+  auto impl = std::make_unique<Impl>();
+  impl->opt = options;
+  WorkerOptions& o = impl->opt;
+  if (o.endpoint.empty()) return Status::InvalidArgument("worker: no coordinator endpoint");
+  if (o.max_batch < 1) return Status::InvalidArgument("worker: max_batch must be at least 1");
+  if (o.heartbeat_ms < 1 || o.heartbeat_misses < 1) {
+    return Status::InvalidArgument("worker: heartbeat_ms and heartbeat_misses must be positive");
+  }
+  if (o.checkpoint_every < 0)
+    return Status::InvalidArgument("worker: checkpoint_every must be >= 0");
+  if (o.fetch_credit < 1) return Status::InvalidArgument("worker: fetch_credit must be at least 1");
+  if (o.chunk_bytes < 1) return Status::InvalidArgument("worker: chunk_bytes must be positive");
+  VF_ASSIGN_OR_RETURN(models::CascadePreset preset, models::GetPreset(o.preset));
+  if (o.stage < 0 || o.stage >= static_cast<int>(preset.stages.size())) {
+    return Status::InvalidArgument(
+        fmt::format("worker: stage {} is out of range: preset {} has stages 0..{}", o.stage,
+                    o.preset, preset.stages.size() - 1));
+  }
+  const models::StageSpec& spec = preset.stages[static_cast<size_t>(o.stage)];
+  impl->host = HostName();
+  if (o.worker_id.empty()) {
+    o.worker_id = fmt::format("{}-{}-{}-{}", impl->host, getpid(), o.stage, RandomHex(6));
+  }
+
+  models::ModelPackage package;
+  if (!o.package_dir.empty()) {
+    auto loaded = models::LoadPackage(o.package_dir, spec, o.runner.device);
+    if (!loaded.ok()) {
+      return loaded.status().WithContext(
+          fmt::format("worker for stage {} ({}) of preset {}: package '{}'", o.stage, spec.name,
+                      o.preset, o.package_dir));
+    }
+    package = std::move(*loaded);
+    const nlohmann::json& w = package.config.value("weights", nlohmann::json());
+    impl->model_sha = w.is_object() && w.contains("sha256") && w["sha256"].is_string()
+                          ? w["sha256"].get<std::string>()
+                          : std::string("unknown");
+  } else {
+    const uint64_t seed = o.init_seed + static_cast<uint64_t>(o.stage);  // as Cascade::Open
+    VF_ASSIGN_OR_RETURN(package, models::RandomPackage(spec, seed, o.runner.device));
+    impl->model_sha = fmt::format("random:{}", seed);
+    VF_LOG_WARN(
+        "worker {}: RANDOM WEIGHTS for stage {} ({}): no --model package given; videos will be "
+        "noise-like",
+        o.worker_id, o.stage, spec.name);
+  }
+  VF_ASSIGN_OR_RETURN(impl->runner,
+                      models::StageRunner::Create(std::move(package), preset, o.runner));
+
+  int fds[2];
+  if (pipe(fds) != 0) return Status::IOError("worker: cannot create the wake-up pipe");
+  impl->wake_read = fds[0];
+  impl->wake_write = fds[1];
+  for (int fd : fds) fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+
+  if (ctx == nullptr) {
+    impl->own_ctx = std::make_unique<zmq::context_t>();
+    ctx = impl->own_ctx.get();
+  }
+  impl->ctx = ctx;
+  return std::unique_ptr<Worker>(new Worker(std::move(impl)));
+}
+
+Status Worker::Run() {
+  if (impl_->running.exchange(true)) return Status::Busy("worker: Run is already running");
+  Status st = impl_->Run();
+  impl_->running.store(false);
+  return st;
+}
+
+void Worker::Stop() {
+  impl_->stop.store(true);
+  impl_->Wake();
+}
+
+Worker::Stats Worker::stats() const { return {impl_->done.load(), impl_->failed.load()}; }
+const std::string& Worker::worker_id() const { return impl_->opt.worker_id; }
+const std::string& Worker::model_sha256() const { return impl_->model_sha; }
+
+}  // namespace vidfarm::worker
