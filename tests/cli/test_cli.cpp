@@ -95,6 +95,9 @@ TEST_F(CliTest, BadInputGivesClearErrorsAndWritesNothing) {
   r = Vidfarm("render 'a red circle' --device cuda:3 -o " + Quote(Path("x.mp4")));
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(fs::is_empty(dir_)) << "a failed command left files behind";
+  r = Vidfarm("render 'a red circle' --last-stage 2 -o " + Quote(Path("x.mp4")));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("--direct"), std::string::npos) << r.out;
   r = Vidfarm("frobnicate");
   EXPECT_EQ(r.code, 2);
 }
@@ -103,7 +106,8 @@ TEST_F(CliTest, RenderWritesTheFinalVideoAndIntermediates) {
   const std::string out = Path("out.mp4");
   const std::string keep = Path("stages");
   ProcResult r = Vidfarm("render 'a red circle moving right' --random-weights --steps 1 --seed 3 -o " +
-                  Quote(out) + " --keep-intermediates " + Quote(keep) + " --profile");
+                  Quote(out) + " --keep-intermediates " + Quote(keep) + " --profile --db " +
+                  Quote(Path("db")));
   ASSERT_EQ(r.code, 0) << r.out;
   nlohmann::json s = Probe(out);
   ASSERT_FALSE(s.empty());
@@ -128,12 +132,29 @@ TEST_F(CliTest, SameSeedSameVideoOtherSeedOtherVideo) {
   auto md5 = [&](const std::string& file) {
     return Exec("ffmpeg -v error -i " + Quote(file) + " -f framemd5 -").out;
   };
-  const std::string common = " --random-weights --steps 2 --last-stage 1 ";
+  const std::string common = " --random-weights --steps 2 --direct --last-stage 1 ";
   ASSERT_EQ(Vidfarm("render 'a blue star rotating' -q --seed 9" + common + "-o " + Quote(Path("a.mp4"))).code, 0);
   ASSERT_EQ(Vidfarm("render 'a blue star rotating' -q --seed 9" + common + "-o " + Quote(Path("b.mp4"))).code, 0);
   ASSERT_EQ(Vidfarm("render 'a blue star rotating' -q --seed 10" + common + "-o " + Quote(Path("c.mp4"))).code, 0);
   EXPECT_EQ(md5(Path("a.mp4")), md5(Path("b.mp4")));
   EXPECT_NE(md5(Path("a.mp4")), md5(Path("c.mp4")));
+}
+
+TEST_F(CliTest, EmbeddedDirectAndRepeatedRendersGiveTheSameFrames) {
+  auto md5 = [&](const std::string& file) {
+    return Exec("ffmpeg -v error -i " + Quote(file) + " -f framemd5 - | grep -v '^#'").out;
+  };
+  const std::string args = "render 'a white star growing' -q --random-weights --steps 1 --seed 4 ";
+  ASSERT_EQ(Vidfarm(args + "--direct -o " + Quote(Path("direct.mp4"))).code, 0);
+  ProcResult farm = Vidfarm(args + "--db " + Quote(Path("db")) + " -o " + Quote(Path("farm.mp4")));
+  ASSERT_EQ(farm.code, 0) << farm.out;
+  EXPECT_EQ(md5(Path("direct.mp4")), md5(Path("farm.mp4")));
+  // The same render again is found in the database and not computed twice.
+  ProcResult again = Vidfarm("render 'a white star growing' --random-weights --steps 1 --seed 4 --db " +
+                             Quote(Path("db")) + " -o " + Quote(Path("again.mp4")));
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("reusing"), std::string::npos) << again.out;
+  EXPECT_EQ(md5(Path("farm.mp4")), md5(Path("again.mp4")));
 }
 
 TEST_F(CliTest, EnvironmentSetsFlags) {

@@ -154,12 +154,14 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     return t.size(0) == 1 ? t : t.narrow(0, i, len);  // broadcast along the batch stays put
   };
   std::vector<torch::Tensor> outs;
-  for (int64_t i = 0; i < n; i += step) {
+  const bool meta = IsMeta(q);  // shapes only (plan): no kernel runs
+  if (meta) outs.push_back(torch::empty({n, heads, lq, v.size(-1)}, q.options()));
+  for (int64_t i = 0; i < n && !meta; i += step) {
     const int64_t len = std::min(step, n - i);
     auto logits = torch::matmul(qs.narrow(0, i, len), kt.narrow(0, i, len));
     if (bias.defined()) logits.add_(slice(bias, i, len));
     if (mask.defined()) {
-      logits.masked_fill_(slice(mask, i, len).logical_not(),
+      logits.masked_fill_(slice(mask, i, len).bitwise_not(),
                           -std::numeric_limits<float>::infinity());
     }
     outs.push_back(torch::matmul(torch::softmax(logits, -1), v.narrow(0, i, len)));
