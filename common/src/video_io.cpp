@@ -365,7 +365,9 @@ Status EncodeVideo(const Video& v, VideoFormat format, const std::string& path,
     if (!sws) return Status::Internal("cannot create an RGB to yuv420p converter for " + path);
   }
   const int rgb_stride = 3 * width;
-  std::vector<uint8_t> rgb(static_cast<size_t>(rgb_stride) * height);
+  // swscale's SIMD reads up to 16 bytes past the last pixel: zeroed padding keeps heap garbage
+  // out of the conversion (it made a frame's encode depend on what the heap held before).
+  std::vector<uint8_t> rgb(static_cast<size_t>(rgb_stride) * height + 64, 0);
   for (int64_t t = 0; t < v.frames; ++t) {
     err = av_frame_make_writable(frame.get());
     if (err < 0) return FfmpegError(err, "encoding " + path);

@@ -112,6 +112,9 @@ class Coordinator::Impl {
     int stage = 0;
     std::vector<std::pair<std::string, bool>> tasks;  // job id, still active
     int64_t orphan_expires_us = 0;
+    int64_t last_work_us = 0;  // last PROGRESS/CHECKPOINT/FETCH/PUT (lease_stall_seconds)
+    int reuploads = 0;         // ERROR unknown_upload answers to its RESULT
+    bool awaiting_reupload = false;
   };
   struct Upload {
     std::string data;
@@ -206,6 +209,8 @@ class Coordinator::Impl {
   void OnPut(const std::string& id, const wire::Message& m);
   Result<std::vector<std::string>> TakeUploads(const std::string& id, const wire::Message& m,
                                                size_t count);
+  bool UploadsLost(Worker& w, Lease& l, const wire::Message& m);
+  void CheckStalledLeases(int64_t now);
   // ---- both ----
   void OnFetch(zmq::socket_t& sock, const std::string& id, const wire::Message& m);
   // ---- api socket ----
@@ -264,10 +269,10 @@ class Coordinator::Impl {
 Status Coordinator::Impl::Init() {
   VF_ASSIGN_OR_RETURN(table_, CascadeTable(opts_.preset));
   if (opts_.heartbeat_ms <= 0 || opts_.heartbeat_misses <= 0 || opts_.max_attempts <= 0 ||
-      opts_.quarantine_after <= 0 || opts_.chunk_bytes == 0) {
+      opts_.quarantine_after <= 0 || opts_.chunk_bytes == 0 || !(opts_.lease_stall_seconds >= 0)) {
     return Status::InvalidArgument(
         "coordinator: heartbeat_ms, heartbeat_misses, max_attempts, quarantine_after and "
-        "chunk_bytes must be positive");
+        "chunk_bytes must be positive, lease_stall_seconds not negative");
   }
   storage::StoreOptions so;
   so.path = opts_.db_path;
@@ -570,6 +575,7 @@ void Coordinator::Impl::Dispatch(int stage) {
     p.lease.id = NewLeaseId();
     p.lease.identity = w.identity;
     p.lease.stage = stage;
+    p.lease.last_work_us = now;
     p.tasks = json::array();
     for (const auto& e : batch) {
       Job& job = jobs_.at(e.job_id);
@@ -932,9 +938,11 @@ bool Coordinator::Impl::Send(zmq::socket_t& sock, const std::string& identity,
   std::vector<std::string> frames = wire::Encode(m);
   try {
     if (!sock.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
-      VF_LOG_WARN("coordinator: queue to {} full; dropped {}", PeerName(identity),
-                  wire::CommandName(m.command));
-      return true;  // the peer exists; it is just slow
+      auto w = workers_.find(identity);
+      VF_LOG_WARN("coordinator: queue to {} {} full; dropped {} {}", PeerName(identity),
+                  w != workers_.end() ? w->second.worker_id : std::string(),
+                  wire::CommandName(m.command), m.header.dump());
+      return true;  // the peer exists; it is just slow (workers re-send what goes unanswered)
     }
     for (size_t i = 0; i < frames.size(); ++i) {
       const auto flags = i + 1 < frames.size() ? zmq::send_flags::sndmore : zmq::send_flags::none;
@@ -942,9 +950,14 @@ bool Coordinator::Impl::Send(zmq::socket_t& sock, const std::string& identity,
     }
     return true;
   } catch (const zmq::error_t& e) {
-    if (e.num() != EHOSTUNREACH) {
-      VF_LOG_WARN("coordinator: sending {} to {}: {}", wire::CommandName(m.command),
-                  PeerName(identity), e.what());
+    auto w = workers_.find(identity);
+    const std::string who = w != workers_.end() ? w->second.worker_id : std::string("(client)");
+    if (e.num() == EHOSTUNREACH) {
+      VF_LOG_INFO("coordinator: {} {} is gone; dropped {}", PeerName(identity), who,
+                  wire::CommandName(m.command));
+    } else {
+      VF_LOG_WARN("coordinator: sending {} to {} {}: {}", wire::CommandName(m.command),
+                  PeerName(identity), who, e.what());
     }
     return false;
   }
@@ -978,6 +991,7 @@ void Coordinator::Impl::OnTimer() {
                                          opts_.heartbeat_misses, opts_.heartbeat_ms));
     }
   }
+  CheckStalledLeases(now);
   std::vector<std::string> expired;
   for (auto& [id, l] : leases_) {
     if (l.identity.empty() && l.orphan_expires_us <= now) expired.push_back(id);
@@ -1004,6 +1018,18 @@ void Coordinator::Impl::OnWorkerMessage(const std::string& id, wire::Message& m)
   }
   Worker& w = it->second;
   w.last_seen_us = Now();
+  // Signs of work keep the worker's leases from stalling (a FETCH or PUT names no lease: it counts
+  // for each); heartbeats only keep the worker alive.
+  if (m.command == Command::kProgress || m.command == Command::kCheckpoint ||
+      m.command == Command::kResult || m.command == Command::kFetch || m.command == Command::kPut) {
+    auto lf = m.header.find("lease");
+    const bool named = lf != m.header.end() && lf->is_string();
+    for (const std::string& lease_id : w.leases) {
+      auto lit = leases_.find(lease_id);
+      if (lit != leases_.end() && (!named || lf->get<std::string>() == lease_id))
+        lit->second.last_work_us = w.last_seen_us;
+    }
+  }
   switch (m.command) {
     case Command::kHeartbeat:
       return;
@@ -1119,6 +1145,7 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
       auto old = workers_.find(l.identity);
       if (old != workers_.end()) old->second.leases.erase(lease_id);
       l.identity = id;
+      l.last_work_us = Now();  // a new connection: the worker starts its transfers afresh
     }
     w.leases.insert(lease_id);
     for (auto& [job_id, active] : l.tasks) {
@@ -1128,6 +1155,14 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
     return;
   }
   if (w.quarantined) return;
+  for (const std::string& lease_id : w.leases) {
+    auto lit = leases_.find(lease_id);
+    if (lit != leases_.end() && lit->second.awaiting_reupload) {
+      VF_LOG_INFO("coordinator: worker {} is uploading the result of lease {} again; no new work",
+                  w.worker_id, lease_id);
+      return;
+    }
+  }
   if (!w.credit) {
     w.credit = true;
     idle_[w.stage].push_back(id);
@@ -1220,11 +1255,79 @@ Result<std::vector<std::string>> Coordinator::Impl::TakeUploads(const std::strin
   return out;
 }
 
+// A CHECKPOINT or RESULT naming an upload that is missing or incomplete (the PUTs were lost with a
+// connection, or the coordinator dropped the upload): ERROR unknown_upload, the lease stays and
+// the worker uploads again. A RESULT gets 3 such answers, then the old rule (a bad result) holds.
+bool Coordinator::Impl::UploadsLost(Worker& w, Lease& l, const wire::Message& m) {
+  auto ups = m.header.find("uploads");
+  if (ups == m.header.end() || !ups->is_array()) return false;  // TakeUploads says why
+  std::string missing;
+  for (const auto& u : *ups) {
+    if (!u.is_string()) return false;
+    auto it = uploads_.find({w.identity, u.get<std::string>()});
+    if (it == uploads_.end() || it->second.data.size() != it->second.total) {
+      missing = u.get<std::string>();
+      break;
+    }
+  }
+  if (missing.empty()) return false;
+  const bool result = m.command == Command::kResult;
+  if (result && l.reuploads >= 3) return false;
+  for (const auto& u : *ups) uploads_.erase({w.identity, u.get<std::string>()});
+  const std::string what = wire::CommandName(m.command);
+  VF_LOG_WARN(
+      "coordinator: {} of lease {} from {} names upload '{}', which is missing or "
+      "incomplete; asking the worker to upload again",
+      what, l.id, w.worker_id, missing);
+  if (result) {
+    ++l.reuploads;
+    l.awaiting_reupload = true;
+  }
+  SendError(*wsock_, w.identity, "unknown_upload",
+            fmt::format("{}: upload '{}' is missing or incomplete; upload it again", what, missing),
+            {{"lease", l.id}, {"command", what}, {"upload", missing}});
+  return true;
+}
+
+// A lease is only kept alive by work on it: a worker that heartbeats but has stopped working on
+// it (wedged on a lost message, a hung device) gives it back after lease_stall_seconds.
+void Coordinator::Impl::CheckStalledLeases(int64_t now) {
+  if (opts_.lease_stall_seconds <= 0) return;
+  const auto limit_us = static_cast<int64_t>(opts_.lease_stall_seconds * 1e6);
+  std::vector<std::string> stalled;
+  for (auto& [id, l] : leases_) {
+    if (!l.identity.empty() && now - l.last_work_us > limit_us) stalled.push_back(id);
+  }
+  for (const auto& id : stalled) {
+    auto lit = leases_.find(id);
+    if (lit == leases_.end()) continue;
+    const std::string identity = lit->second.identity;
+    auto wit = workers_.find(identity);
+    Worker* w = wit != workers_.end() ? &wit->second : nullptr;
+    const std::string error = fmt::format(
+        "lease stalled: worker {} sent no PROGRESS, CHECKPOINT, RESULT, FETCH or PUT for {} s",
+        w ? w->worker_id : PeerName(identity), opts_.lease_stall_seconds);
+    VF_LOG_WARN("coordinator: lease {} (stage {}): {}; re-queueing it from its checkpoint", id,
+                lit->second.stage, error);
+    const bool ready_refused = lit->second.awaiting_reupload;
+    Send(*wsock_, identity,
+         wire::Message{Command::kCancel, {{"lease", id}, {"reason", error}}, {}});
+    FailLease(id, error, /*retryable=*/true, w);
+    // Its READY was refused while it owed the upload: give that credit now.
+    if (ready_refused && w && !w->dead && !w->quarantined && !w->credit && w->leases.empty()) {
+      w->credit = true;
+      idle_[w->stage].push_back(w->identity);
+      dirty_[w->stage] = true;
+    }
+  }
+}
+
 void Coordinator::Impl::OnCheckpoint(Worker& w, const wire::Message& m) {
   auto step = wire::GetInt(m, "step");
   if (!step.ok()) return SendError(*wsock_, w.identity, "bad_request", step.status().message());
   Lease* l = CurrentLease(w.identity, m);
   if (!l) return;
+  if (UploadsLost(w, *l, m)) return;
   auto data = TakeUploads(w.identity, m, l->tasks.size());
   if (!data.ok()) {
     VF_LOG_WARN("coordinator: checkpoint from {} ignored: {}", w.worker_id,
@@ -1267,6 +1370,7 @@ void Coordinator::Impl::OnCheckpoint(Worker& w, const wire::Message& m) {
 void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
   Lease* l = CurrentLease(w.identity, m);
   if (!l) return;
+  if (UploadsLost(w, *l, m)) return;
   const std::string lease_id = l->id;
   const int stage = l->stage;
   const auto tasks = l->tasks;
@@ -1412,6 +1516,17 @@ void Coordinator::Impl::OnPut(const std::string& id, const wire::Message& m) {
   } else if (it->second.total != static_cast<uint64_t>(*total)) {
     st = Status::InvalidArgument(fmt::format("PUT: upload '{}' changed its total from {} to {}",
                                              *upload, it->second.total, *total));
+  } else if (*offset >= 0 && static_cast<uint64_t>(*offset) < it->second.data.size() &&
+             static_cast<uint64_t>(*offset) + m.payload[0].size() <= it->second.data.size() &&
+             it->second.data.compare(static_cast<size_t>(*offset), m.payload[0].size(),
+                                     m.payload[0]) == 0) {
+    // A re-sent chunk (its PUT_ACK was lost or late): acknowledge it again, append nothing.
+    Send(*wsock_, id,
+         wire::Message{
+             Command::kPutAck,
+             {{"upload", *upload}, {"offset", *offset}, {"received", it->second.data.size()}},
+             {}});
+    return;
   } else if (static_cast<uint64_t>(*offset) != it->second.data.size()) {
     st = Status::InvalidArgument(fmt::format("PUT: upload '{}' expected offset {}, got {}", *upload,
                                              it->second.data.size(), *offset));

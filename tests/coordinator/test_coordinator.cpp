@@ -599,5 +599,123 @@ TEST(Coordinator, RestartRequeuesUnclaimedLeaseWithCheckpoint) {
   EXPECT_EQ(c.header["lease"], lease);
 }
 
+// A worker that keeps heartbeating but has stopped working on its lease (it waits for a message
+// that was lost) must not hold the task forever: after lease_stall_seconds without PROGRESS,
+// CHECKPOINT, RESULT, FETCH or PUT the lease is failed as retryable and re-queued from its
+// checkpoint, and the worker gets CANCEL.
+TEST(Coordinator, LeaseWithoutSignOfWorkIsRequeuedFromItsCheckpoint) {
+  Farm farm([](CoordinatorOptions& o) { o.lease_stall_seconds = 0.6; });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("wedged")});
+  auto a = farm.Worker(0, 1, "a");
+  a->Ready();
+  wire::Message as;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &as));
+  const std::string lease = as.header["lease"];
+  ASSERT_TRUE(a->Put("ck", StageBytes(0, 0.3f)));
+  a->Send(Command::kCheckpoint, {{"lease", lease}, {"step", 1}, {"uploads", {"ck"}}});
+  const int64_t t0 = NowMs();
+  wire::Message cancel;
+  ASSERT_TRUE(a->Expect(Command::kCancel, &cancel, 5000));  // heartbeats answered meanwhile
+  EXPECT_GE(NowMs() - t0, 400);
+  EXPECT_EQ(cancel.header["lease"], lease);
+  EXPECT_NE(cancel.header["reason"].get<std::string>().find("stalled"), std::string::npos);
+  json job = farm.Job(ids[0]);
+  EXPECT_EQ(job["tasks"][0]["state"], "ready");
+  EXPECT_EQ(job["tasks"][0]["checkpoint_step"], 1);
+  EXPECT_NE(job["tasks"][0]["error"].get<std::string>().find("stalled"), std::string::npos);
+  EXPECT_EQ(farm.WorkerInfo("a")["state"] == "dead", false);
+  // The worker takes the CANCEL, offers itself again and gets the task back from step 1.
+  a->Ready();
+  wire::Message again;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &again));
+  EXPECT_NE(again.header["lease"], lease);
+  EXPECT_EQ(again.header["tasks"][0]["checkpoint"]["step"], 1);
+  ASSERT_TRUE(a->Complete(again));
+  const int64_t deadline = NowMs() + 3000;
+  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+}
+
+// A slow stage that reports PROGRESS (one per sampler step) is working: not stalled.
+TEST(Coordinator, ProgressKeepsASlowLeaseAlive) {
+  Farm farm([](CoordinatorOptions& o) { o.lease_stall_seconds = 0.5; });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("slow")});
+  auto a = farm.Worker(0, 1, "a");
+  a->Ready();
+  wire::Message as;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &as));
+  const std::string lease = as.header["lease"];
+  for (int step = 1; step <= 8; ++step) {  // 1.6 s, more than 3 stall periods
+    a->Send(Command::kProgress, {{"lease", lease}, {"step", step}, {"steps", 10}});
+    ASSERT_TRUE(a->ExpectSilence(200));
+  }
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "leased");
+  ASSERT_TRUE(a->Complete(as));
+  const int64_t deadline = NowMs() + 3000;
+  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 1) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+  EXPECT_EQ(farm.WorkerInfo("a")["failed"], 0);
+}
+
+// A PUT the worker sends again (its PUT_ACK was lost) is acknowledged again, not appended and
+// not an error; a "duplicate" with other bytes is still refused.
+TEST(Coordinator, ResentPutChunkIsAcknowledgedAgain) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message m;
+  w->Send(Command::kPut, {{"upload", "u"}, {"offset", 0}, {"total", 6}}, {"abc"});
+  ASSERT_TRUE(w->Expect(Command::kPutAck, &m));
+  w->Send(Command::kPut, {{"upload", "u"}, {"offset", 0}, {"total", 6}}, {"abc"});
+  ASSERT_TRUE(w->Expect(Command::kPutAck, &m));
+  EXPECT_EQ(m.header["offset"], 0);
+  EXPECT_EQ(m.header["received"], 3);
+  w->Send(Command::kPut, {{"upload", "u"}, {"offset", 3}, {"total", 6}}, {"def"});
+  ASSERT_TRUE(w->Expect(Command::kPutAck, &m));
+  EXPECT_EQ(m.header["received"], 6);
+  w->Send(Command::kPut, {{"upload", "u"}, {"offset", 3}, {"total", 6}}, {"def"});
+  ASSERT_TRUE(w->Expect(Command::kPutAck, &m));
+  EXPECT_EQ(m.header["received"], 6);
+  w->Send(Command::kPut, {{"upload", "u"}, {"offset", 0}, {"total", 6}}, {"xyz"});
+  ASSERT_TRUE(w->Expect(Command::kError, &m));
+}
+
+// A RESULT naming an upload the coordinator does not hold keeps the lease: ERROR unknown_upload,
+// no failure counted, no new work for the worker until its RESULT arrives complete.
+TEST(Coordinator, ResultWithLostUploadAsksForItAgainAndKeepsTheLease) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("x"), Spec("y")});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  const std::string lease = a.header["lease"];
+  w->Send(Command::kResult, {{"lease", lease}, {"uploads", {"gone"}}});
+  w->Ready();
+  wire::Message err;
+  ASSERT_TRUE(w->Expect(Command::kError, &err));
+  EXPECT_EQ(err.header["code"], "unknown_upload");
+  EXPECT_EQ(err.header["lease"], lease);
+  EXPECT_EQ(err.header["command"], "RESULT");
+  ASSERT_TRUE(w->ExpectSilence(300));  // that READY earned no ASSIGN
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "leased");
+  ASSERT_TRUE(w->Put("again", StageBytes(0, 0.2f)));
+  w->Send(Command::kResult, {{"lease", lease}, {"uploads", {"again"}}});
+  w->Ready();
+  wire::Message next;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &next));
+  EXPECT_EQ(next.header["tasks"][0]["job"], ids[1]);
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+  EXPECT_EQ(farm.WorkerInfo("w0")["failed"], 0);
+}
+
 }  // namespace
 }  // namespace vidfarm::coordinator

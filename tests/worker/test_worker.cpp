@@ -58,6 +58,10 @@ class FakeCoordinator {
   size_t max_fetches_outstanding = 0, max_puts_outstanding = 0;
   int chunks_served = 0, puts_received = 0;
   int64_t serve_max = INT64_MAX;  // a coordinator with a smaller chunk size serves less than asked
+  // Messages lost on the way to the worker (as a send queue drop or a dead connection loses them).
+  int drop_chunks = 0, drop_put_acks = 0;
+  std::map<int64_t, int> fetches_by_offset;  // FETCHes seen per offset (re-sent ones count again)
+  std::map<int64_t, int> puts_by_offset;
   std::map<std::string, std::string> blobs;    // served on FETCH
   std::map<std::string, std::string> uploads;  // assembled from PUTs
 
@@ -151,6 +155,11 @@ class FakeCoordinator {
       const auto offset = f.header["offset"].get<int64_t>();
       const auto length = std::min<int64_t>(f.header["length"].get<int64_t>(), serve_max);
       ASSERT_LE(offset + length, static_cast<int64_t>(data.size()));
+      ++fetches_by_offset[offset];
+      if (drop_chunks > 0) {
+        --drop_chunks;
+        return;
+      }
       ++chunks_served;
       Send(Command::kChunk,
            {{"blob", blob}, {"offset", offset}, {"total", static_cast<int64_t>(data.size())}},
@@ -166,6 +175,11 @@ class FakeCoordinator {
       ASSERT_EQ(p.payload.size(), 1u);
       ASSERT_LE(offset + static_cast<int64_t>(p.payload[0].size()), total);
       std::copy(p.payload[0].begin(), p.payload[0].end(), u.begin() + offset);
+      ++puts_by_offset[offset];
+      if (drop_put_acks > 0) {
+        --drop_put_acks;
+        return;
+      }
       Send(Command::kPutAck, {{"upload", id}, {"offset", offset}});
     }
   }
@@ -729,6 +743,90 @@ TEST_F(WorkerTest, CancellingOneJobOfABatchKeepsTheOthers) {
   auto ready = fake_.Expect(Command::kReady);
   ASSERT_TRUE(ready);
   for (const Message& m : fake_.seen) EXPECT_NE(m.command, Command::kResult);
+}
+
+// The farm wedge: a CHUNK lost on the way (a send queue drop, a dead connection) left the worker
+// waiting for it forever while its heartbeats kept the lease alive. With retries off (a retry
+// period longer than the test), that is still what happens.
+TEST_F(WorkerTest, WithoutRetryALostChunkWedgesTheLease) {
+  WorkerOptions o = Options(1);
+  o.transfer_retry_ms = 600000;
+  RunningWorker w(o, ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  const std::string bytes = wire::EncodeVideo(Input(1));
+  fake_.blobs["in-1"] = bytes;
+  fake_.drop_chunks = 1;
+  Assign("L1", 1, {TaskJson(1, Spec(1, 2, 9, "lost"), "in-1", static_cast<int64_t>(bytes.size()))});
+  auto m = fake_.Recv(milliseconds(1500));  // heartbeats flow, nothing else
+  EXPECT_FALSE(m) << wire::CommandName(m->command);
+  EXPECT_EQ(fake_.chunks_served, 0);
+  EXPECT_GT(fake_.heartbeats, 0);
+}
+
+TEST_F(WorkerTest, LostChunkIsFetchedAgainAfterTheRetryPeriod) {
+  WorkerOptions o = Options(1);
+  o.chunk_bytes = 4096;
+  o.fetch_credit = 2;
+  o.transfer_retry_ms = 300;
+  RunningWorker w(o, ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  const Video input = Input(1);
+  const std::string bytes = wire::EncodeVideo(input);
+  fake_.blobs["in-1"] = bytes;
+  fake_.drop_chunks = 1;  // the first CHUNK (offset 0) never arrives
+  const JobSpec spec = Spec(1, 2, 9, "a lost chunk");
+  Assign("L1", 1, {TaskJson(1, spec, "in-1", static_cast<int64_t>(bytes.size()))});
+  auto result = fake_.Expect(Command::kResult, milliseconds(60000));
+  ASSERT_TRUE(result);
+  EXPECT_EQ(fake_.fetches_by_offset[0], 2);  // asked again
+  EXPECT_TRUE(SameVideo(Uploaded(*result), Direct(1, spec, {input})));
+}
+
+TEST_F(WorkerTest, LostPutAckIsAnsweredByPuttingTheChunkAgain) {
+  WorkerOptions o = Options(0);
+  o.checkpoint_every = 0;
+  o.chunk_bytes = 4096;
+  o.transfer_retry_ms = 300;
+  RunningWorker w(o, ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  fake_.drop_put_acks = 1;  // the first PUT is stored but its PUT_ACK is lost
+  const JobSpec spec = Spec(0, 2, 5, "a lost ack");
+  Assign("L1", 0, {TaskJson(0, spec)});
+  auto result = fake_.Expect(Command::kResult, milliseconds(60000));
+  ASSERT_TRUE(result);
+  EXPECT_EQ(fake_.puts_by_offset[0], 2);  // sent again, acknowledged the second time
+  EXPECT_TRUE(SameVideo(Uploaded(*result), Direct(0, spec)));
+  EXPECT_EQ(w.worker().stats().done, 1);
+}
+
+// The coordinator lost the RESULT's upload (ERROR unknown_upload): the worker uploads it again
+// under a new id and sends RESULT again, instead of the task being run again.
+TEST_F(WorkerTest, ResultWhoseUploadWasLostIsUploadedAgain) {
+  WorkerOptions o = Options(0);
+  o.checkpoint_every = 0;
+  RunningWorker w(o, ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  const JobSpec spec = Spec(0, 2, 5, "a lost upload");
+  Assign("L1", 0, {TaskJson(0, spec)});
+  auto first = fake_.Expect(Command::kResult, milliseconds(60000));
+  ASSERT_TRUE(first);
+  const std::string first_id = first->header["uploads"][0];
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  fake_.uploads.erase(first_id);
+  fake_.Send(Command::kError, {{"code", "unknown_upload"},
+                               {"error", "RESULT: upload is missing"},
+                               {"lease", "L1"},
+                               {"command", "RESULT"},
+                               {"upload", first_id}});
+  auto again = fake_.Expect(Command::kResult, milliseconds(20000));
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->header["lease"], "L1");
+  EXPECT_NE(again->header["uploads"][0], first_id);
+  EXPECT_TRUE(SameVideo(Uploaded(*again), Direct(0, spec)));
+  auto ready = fake_.Expect(Command::kReady);
+  ASSERT_TRUE(ready);
+  EXPECT_FALSE(ready->header.contains("lease"));
+  EXPECT_EQ(w.worker().stats().done, 1);
 }
 
 }  // namespace

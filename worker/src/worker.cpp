@@ -73,6 +73,7 @@ struct Download {
   int64_t next_offset = 0;             // next FETCH to send
   std::map<int64_t, int64_t> pending;  // offset → length of FETCHes in flight
   int64_t received = 0;
+  Clock::time_point last_activity{};  // last FETCH sent or CHUNK taken
   bool done() const { return received == total; }
 };
 
@@ -82,6 +83,7 @@ struct Upload {
   std::string data;
   int64_t next_offset = 0;
   std::set<int64_t> unacked;
+  Clock::time_point last_activity{};  // last PUT sent or PUT_ACK taken
   bool done() const { return next_offset >= static_cast<int64_t>(data.size()) && unacked.empty(); }
 };
 struct UploadGroup {
@@ -122,6 +124,17 @@ struct Lease {
   std::deque<UploadGroup> uploads;
   std::optional<std::pair<int, int>> progress;  // (step, steps) not yet sent
   Clock::time_point last_progress{};
+  // The last CHECKPOINT sent: uploaded again if the coordinator says it lost the upload.
+  std::optional<std::pair<int, std::vector<std::string>>> last_checkpoint;
+};
+
+// The last RESULT sent, kept until the next ASSIGN: uploaded again if the coordinator answers
+// ERROR unknown_upload (it lost the upload, e.g. across a reconnect) instead of re-running the
+// task.
+struct SentResult {
+  std::string lease;
+  std::vector<Task> tasks;
+  std::vector<std::string> blobs;
 };
 
 Result<Task> ParseTask(const nlohmann::json& t, int stage, const std::string& preset,
@@ -277,6 +290,10 @@ class Worker::Impl {
   Clock::time_point warn_window_{};
   int warn_count_ = 0;
   int64_t warn_suppressed_ = 0;
+  Clock::time_point send_warn_window_{};
+  int send_warn_count_ = 0;
+  int64_t send_warn_suppressed_ = 0;
+  std::optional<SentResult> sent_result_;
 
   // A flood of garbage must not flood the log: 20 lines per 10 s, then a count.
   bool WarnBudget() {
@@ -298,7 +315,36 @@ class Worker::Impl {
     return false;
   }
 
+  // A full send queue must not flood the log either: 20 lines per 10 s, then a count.
+  bool SendWarnBudget() {
+    const auto now = Clock::now();
+    if (now - send_warn_window_ > std::chrono::seconds(10)) {
+      if (send_warn_suppressed_ > 0) {
+        VF_LOG_WARN("worker {}: {} more messages were not sent (send queue full)", opt.worker_id,
+                    send_warn_suppressed_);
+      }
+      send_warn_window_ = now;
+      send_warn_count_ = 0;
+      send_warn_suppressed_ = 0;
+    }
+    if (send_warn_count_ < 20) {
+      ++send_warn_count_;
+      return true;
+    }
+    ++send_warn_suppressed_;
+    return false;
+  }
+  Clock::duration TransferRetry() const {
+    // The default waits two silence windows, so a merely slow coordinator is not sent much more.
+    const int ms = opt.transfer_retry_ms > 0
+                       ? opt.transfer_retry_ms
+                       : 2 * opt.heartbeat_ms * std::max(1, opt.heartbeat_misses);
+    return std::chrono::milliseconds(std::max(1, ms));
+  }
+
   bool Send(Command c, nlohmann::json header, std::string payload = {}, bool with_payload = false);
+  void RetryStalledTransfers();
+  void HandleUnknownUpload(const Message& m);
   void SendReady();
   void Reregister(const char* why, bool coordinator_restarted);
   std::optional<Status> Handle(const std::vector<std::string>& frames);
@@ -412,7 +458,11 @@ bool Worker::Impl::Send(Command c, nlohmann::json header, std::string payload, b
   // Never block the socket thread: a full queue (no coordinator) drops control messages; the
   // re-registration after silence brings the coordinator back in step.
   auto sent = zmq::send_multipart(*dealer_, parts, zmq::send_flags::dontwait);
-  if (!sent) VF_LOG_DEBUG("worker: {} not sent (send queue full)", wire::CommandName(c));
+  // Callers retry what matters (FETCH, PUT, CHECKPOINT, RESULT); the line says it happened.
+  if (!sent && SendWarnBudget()) {
+    VF_LOG_WARN("worker {}: {} not sent (send queue full); will retry or re-register",
+                opt.worker_id, wire::CommandName(c));
+  }
   return sent.has_value();
 }
 
@@ -533,6 +583,8 @@ std::optional<Status> Worker::Impl::Handle(const std::vector<std::string>& frame
       const std::string error = wire::GetString(m, "error").ValueOr("");
       if (code == "unknown_worker") {
         Reregister("the coordinator does not know this worker", /*coordinator_restarted=*/true);
+      } else if (code == "unknown_upload") {
+        HandleUnknownUpload(m);
       } else if (code == "stale_lease") {
         auto lease = wire::GetString(m, "lease");
         if (lease_ && (!lease.ok() || *lease == lease_->id)) {
@@ -569,6 +621,7 @@ void Worker::Impl::HandleAssign(const Message& m) {
                           {"retryable", true}});
     return;
   }
+  sent_result_.reset();  // the coordinator took the last RESULT: it has moved on
   lease_.emplace();
   lease_->id = *lease_id;
   lease_->gen = ++next_gen_;
@@ -633,6 +686,7 @@ void Worker::Impl::PumpFetches() {
         return;
       d.pending[d.next_offset] = length;
       d.next_offset += length;
+      d.last_activity = Clock::now();
       ++in_flight;
     }
   }
@@ -666,6 +720,7 @@ void Worker::Impl::HandleChunk(const Message& m) {
   std::copy(m.payload[0].begin(), m.payload[0].end(), d.data.begin() + *offset);
   d.pending.erase(p);
   d.received += got;
+  d.last_activity = Clock::now();
   if (got < length) {
     d.pending[*offset + got] = length - got;
     Send(Command::kFetch, {{"blob", *blob}, {"offset", *offset + got}, {"length", length - got}});
@@ -788,6 +843,7 @@ void Worker::Impl::PumpUploads() {
         g.started = true;
         u.unacked.insert(u.next_offset);
         u.next_offset += length;
+        u.last_activity = Clock::now();
         ++unacked;
       }
     }
@@ -795,13 +851,21 @@ void Worker::Impl::PumpUploads() {
       return;
     nlohmann::json ids = nlohmann::json::array();
     for (const Upload& u : g.uploads) ids.push_back(u.id);
+    // A refused send leaves the group in place: the next pump sends the message again.
     if (!g.result) {
-      Send(Command::kCheckpoint, {{"lease", lease_->id}, {"step", g.step}, {"uploads", ids}});
+      if (!Send(Command::kCheckpoint, {{"lease", lease_->id}, {"step", g.step}, {"uploads", ids}}))
+        return;
+      std::vector<std::string> blobs;
+      for (Upload& u : g.uploads) blobs.push_back(std::move(u.data));
+      lease_->last_checkpoint.emplace(g.step, std::move(blobs));
       lease_->uploads.pop_front();
       continue;
     }
     FlushProgress(/*force=*/true);
-    Send(Command::kResult, {{"lease", lease_->id}, {"uploads", ids}});
+    if (!Send(Command::kResult, {{"lease", lease_->id}, {"uploads", ids}})) return;
+    SentResult sent{lease_->id, lease_->tasks, {}};
+    for (Upload& u : g.uploads) sent.blobs.push_back(std::move(u.data));
+    sent_result_ = std::move(sent);
     done += static_cast<int64_t>(lease_->tasks.size());
     VF_LOG_DEBUG("worker {}: lease {} done", opt.worker_id, lease_->id);
     lease_.reset();
@@ -819,10 +883,77 @@ void Worker::Impl::HandlePutAck(const Message& m) {
   if (!lease_ || lease_->uploads.empty()) return;
   for (Upload& u : lease_->uploads.front().uploads) {
     if (u.id == *upload) {
-      u.unacked.erase(*offset);
+      if (u.unacked.erase(*offset) == 0) return;  // a duplicate (answer to a re-sent PUT)
+      u.last_activity = Clock::now();
       PumpUploads();
       return;
     }
+  }
+}
+
+// A lost FETCH, CHUNK, PUT or PUT_ACK would leave the lease waiting forever while heartbeats keep
+// it alive: requests unanswered for TransferRetry() are sent again. A re-sent FETCH whose first
+// CHUNK does arrive gets a duplicate, dropped by HandleChunk; the coordinator answers a re-sent
+// PUT of bytes it already holds with another PUT_ACK, dropped by HandlePutAck.
+void Worker::Impl::RetryStalledTransfers() {
+  if (!lease_) return;
+  const auto now = Clock::now();
+  const auto retry = TransferRetry();
+  const auto waited = [&](Clock::time_point since) {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
+  };
+  for (auto& [blob, d] : lease_->downloads) {
+    if (d.pending.empty() || now - d.last_activity < retry) continue;
+    VF_LOG_WARN("worker {}: lease {}: no CHUNK of {} for {} ms; asking again for {} chunk(s)",
+                opt.worker_id, lease_->id, blob, waited(d.last_activity), d.pending.size());
+    d.last_activity = now;
+    for (const auto& [offset, length] : d.pending) {
+      if (!Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}})) break;
+    }
+  }
+  if (lease_->uploads.empty()) return;
+  for (Upload& u : lease_->uploads.front().uploads) {
+    if (u.unacked.empty() || now - u.last_activity < retry) continue;
+    VF_LOG_WARN(
+        "worker {}: lease {}: no PUT_ACK for upload {} for {} ms; sending {} chunk(s) again",
+        opt.worker_id, lease_->id, u.id, waited(u.last_activity), u.unacked.size());
+    u.last_activity = now;
+    const auto total = static_cast<int64_t>(u.data.size());
+    for (int64_t offset : u.unacked) {
+      const int64_t length =
+          std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), total - offset);
+      if (!Send(Command::kPut, {{"upload", u.id}, {"offset", offset}, {"total", total}},
+                u.data.substr(static_cast<size_t>(offset), static_cast<size_t>(length)), true)) {
+        break;
+      }
+    }
+  }
+}
+
+// ERROR unknown_upload {lease, command}: a CHECKPOINT or RESULT named an upload the coordinator
+// does not hold (lost with its connection, or never complete). It keeps the lease; upload again.
+void Worker::Impl::HandleUnknownUpload(const Message& m) {
+  const std::string lease = wire::GetString(m, "lease").ValueOr("");
+  const std::string command = wire::GetString(m, "command").ValueOr("");
+  VF_LOG_WARN("worker {}: the coordinator lost the upload of {} for lease {}: {}", opt.worker_id,
+              command, lease, wire::GetString(m, "error").ValueOr(""));
+  if (command == "RESULT") {
+    if (lease_ || !sent_result_ || sent_result_->lease != lease) return;
+    SentResult r = std::move(*sent_result_);
+    sent_result_.reset();
+    done -= static_cast<int64_t>(r.tasks.size());  // counted again when the RESULT goes out
+    lease_.emplace();
+    lease_->id = r.lease;
+    lease_->gen = ++next_gen_;
+    lease_->tasks = std::move(r.tasks);
+    VF_LOG_WARN("worker {}: uploading the result of lease {} again", opt.worker_id, lease);
+    QueueUploads(/*result=*/true, 0, std::move(r.blobs));
+  } else if (command == "CHECKPOINT") {
+    // Anything queued is newer than the lost checkpoint.
+    if (!lease_ || lease_->id != lease || !lease_->last_checkpoint || !lease_->uploads.empty())
+      return;
+    auto [step, blobs] = *lease_->last_checkpoint;
+    QueueUploads(/*result=*/false, step, std::move(blobs));
   }
 }
 
@@ -918,6 +1049,10 @@ Status Worker::Impl::Run() {
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
       if (lease_ && lease_->progress)
         wait = std::min(wait, std::chrono::milliseconds(opt.progress_interval_ms));
+      if (lease_) {  // RetryStalledTransfers runs on time
+        wait =
+            std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(TransferRetry()));
+      }
       wait = std::max(wait, std::chrono::milliseconds(0));
       zmq::pollitem_t items[] = {{static_cast<void*>(dealer), 0, ZMQ_POLLIN, 0},
                                  {nullptr, wake_read, ZMQ_POLLIN, 0}};
@@ -951,6 +1086,7 @@ Status Worker::Impl::Run() {
       if (!result.ok()) break;
       PumpFetches();  // sends refused by a full queue are retried here
       PumpUploads();
+      RetryStalledTransfers();
       FlushProgress(false);
       now = Clock::now();
       if (now >= next_heartbeat) {
@@ -995,6 +1131,8 @@ Result<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options, zmq
     return Status::InvalidArgument("worker: checkpoint_every must be >= 0");
   if (o.fetch_credit < 1) return Status::InvalidArgument("worker: fetch_credit must be at least 1");
   if (o.chunk_bytes < 1) return Status::InvalidArgument("worker: chunk_bytes must be positive");
+  if (o.transfer_retry_ms < 0)
+    return Status::InvalidArgument("worker: transfer_retry_ms must be >= 0");
   VF_ASSIGN_OR_RETURN(models::CascadePreset preset, models::GetPreset(o.preset));
   if (o.stage < 0 || o.stage >= static_cast<int>(preset.stages.size())) {
     return Status::InvalidArgument(

@@ -22,7 +22,14 @@
 //     READY {lease} whose lease is no longer valid.
 //   ERROR {error, code, rid?, lease?, blob?}; codes: bad_request, unsupported_version,
 //     unknown_command, unknown_worker, stale_lease, not_found, bad_state, disk_full, corruption,
-//     storage, internal.
+//     storage, internal, unknown_upload.
+//   ERROR {code: unknown_upload, lease, command, upload}: a CHECKPOINT or RESULT named an upload
+//     that is missing or incomplete (lost with a connection); the lease stays, the worker uploads
+//     again (a RESULT up to 3 times, then the lease fails as a bad result). Until then a READY
+//     without a lease from that worker earns no new work.
+//   PUT of bytes already received (a re-sent chunk) is answered with PUT_ACK again, not appended.
+//
+// Lease stall: see CoordinatorOptions::lease_stall_seconds.
 //   EVENT {rid, job, type, data}; types: submitted, stage_started, progress, checkpoint,
 //     stage_done, requeued, encoding, paused, resumed, retried, done, failed, cancelled (the last
 //     three are terminal; the WATCH ends with one).
@@ -70,6 +77,12 @@ struct CoordinatorOptions {
   uint64_t min_free_bytes = 256ull << 20;
   // Default: 256 MiB. Whole blobs kept in memory for chunked downloads (LRU).
   size_t blob_cache_bytes = 256ull << 20;
+  // Default: 120. A lease whose worker shows no sign of work on it (no PROGRESS, CHECKPOINT,
+  // RESULT, FETCH or PUT; heartbeats and READY do not count) for this long is failed as retryable
+  // and re-queued from its checkpoint, and the worker gets CANCEL: a worker wedged on a lost
+  // message cannot hold a task forever. Must exceed the longest sampler step (each step sends
+  // PROGRESS). 0 = never.
+  double lease_stall_seconds = 120;
 };
 
 class Coordinator {

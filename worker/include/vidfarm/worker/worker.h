@@ -41,6 +41,10 @@ struct WorkerOptions {
   int fetch_credit = 8;
   // Default: 1 MiB. Size of FETCH requests and PUT chunks.
   size_t chunk_bytes = 1 << 20;
+  // Default: 0 = 2 × heartbeat_ms × heartbeat_misses. A download or upload with requests
+  // outstanding and no CHUNK / PUT_ACK for this long sends them again (a lost message must not
+  // wedge a task; duplicates are harmless on both sides).
+  int transfer_retry_ms = 0;
   // Default: 200. At most one PROGRESS per interval (the last step is always sent).
   int progress_interval_ms = 200;
   // Default: "<host>-<pid>-<stage>-<random>".
