@@ -16,6 +16,7 @@
 #include <random>
 
 #include "crc32c.h"
+#include "vidfarm/common/hash.h"
 #include "vidfarm/common/log.h"
 #include "vidfarm/common/sha256.h"
 
@@ -145,13 +146,6 @@ class SystemClockImpl : public Clock {
         .count();
   }
 };
-
-uint64_t SplitMix64(uint64_t* state) {
-  uint64_t z = (*state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 Result<uint64_t> FreeBytes(const std::string& path) {
   struct statvfs st {};

@@ -2,15 +2,13 @@
 
 #include <ATen/CPUGeneratorImpl.h>
 
+#include "vidfarm/common/hash.h"
+
 namespace vidfarm::models {
 namespace {
 
-uint64_t SplitMix64(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+// One splitmix64 step from state x: a strong 64-bit mix of x.
+uint64_t SplitMix64(uint64_t x) { return vidfarm::SplitMix64(&x); }
 
 }  // namespace
 

@@ -2,28 +2,14 @@
 
 #include <cmath>
 
+#include "vidfarm/common/hash.h"
+
 namespace vidfarm::models {
 namespace {
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-uint64_t Fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char ch : s) {
-    h ^= ch;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 // Uniform in (0, 1], never 0 (log is taken).
 double Uniform(uint64_t& state) {
-  return (static_cast<double>(SplitMix64(state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
+  return (static_cast<double>(SplitMix64(&state) >> 11) + 1.0) * (1.0 / 9007199254740992.0);
 }
 
 class BuiltinTextEncoder final : public TextEncoder {
@@ -75,7 +61,7 @@ class BuiltinTextEncoder final : public TextEncoder {
  private:
   // Unit-variance Gaussian vector keyed by the word (Box–Muller on splitmix64).
   void WordVector(const std::string& word, float* out) const {
-    uint64_t state = Fnv1a(word);
+    uint64_t state = Fnv1a64(word);
     for (int64_t d = 0; d < dim_; d += 2) {
       const double r = std::sqrt(-2.0 * std::log(Uniform(state)));
       const double a = 2.0 * M_PI * Uniform(state);

@@ -4,6 +4,7 @@
 #include <cstring>
 #include <numeric>
 
+#include "vidfarm/common/hash.h"
 #include "vidfarm/stage_models/ops.h"
 
 namespace vidfarm::models {
@@ -680,22 +681,6 @@ int64_t CountParameters(const torch::nn::Module& m) {
 
 namespace {
 
-uint64_t SplitMix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-uint64_t Fnv1a(const std::string& s) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (unsigned char ch : s) {
-    h ^= ch;
-    h *= 0x100000001b3ull;
-  }
-  return h;
-}
-
 bool EndsWith(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() &&
          s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
@@ -727,10 +712,10 @@ void InitWeights(torch::nn::Module& m, uint64_t seed) {
       bound = std::sqrt(3.0);  // unit variance
     }
     uint64_t state = seed ^ 0x5851F42D4C957F2Dull;
-    state = SplitMix64(state) ^ Fnv1a(name);
+    state = SplitMix64(&state) ^ Fnv1a64(name);
     std::vector<float> vals(static_cast<size_t>(p.numel()));
     for (auto& v : vals) {
-      const double u = static_cast<double>(SplitMix64(state) >> 11) * (1.0 / 9007199254740992.0);
+      const double u = static_cast<double>(SplitMix64(&state) >> 11) * (1.0 / 9007199254740992.0);
       v = static_cast<float>((2.0 * u - 1.0) * bound);
     }
     auto cpu = torch::from_blob(vals.data(), p.sizes(), torch::kFloat32);
