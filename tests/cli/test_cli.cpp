@@ -1,6 +1,8 @@
 // Runs the real `vidfarm` binary in a subprocess and checks what a user sees: exit codes, error
 // messages, and the video files (read back with the real ffprobe).
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
@@ -13,28 +15,11 @@
 namespace {
 namespace fs = std::filesystem;
 
-struct ProcResult {
-  int code;
-  std::string out;  // stdout and stderr together
-};
+using ProcResult = vidfarm::testing::CommandResult;
+using vidfarm::testing::ShellQuote;
 
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-ProcResult Exec(const std::string& cmd) {
-  ProcResult r{-1, ""};
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int status = pclose(p);
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+std::string Quote(const std::string& s) { return ShellQuote(s); }
+ProcResult Exec(const std::string& cmd) { return vidfarm::testing::RunCommand(cmd); }
 
 ProcResult Vidfarm(const std::string& args) { return Exec(std::string(VF_VIDFARM_BIN) + " " + args); }
 

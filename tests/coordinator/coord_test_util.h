@@ -16,6 +16,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "test_util.h"
 #include "vidfarm/common/cascade_table.h"
 #include "vidfarm/common/wire.h"
 #include "vidfarm/coordinator/client.h"
@@ -26,24 +27,10 @@ namespace vidfarm::coordinator::testing {
 using nlohmann::json;
 using wire::Command;
 
-class TempDir {
+// A fresh directory for each test (tests/test_util.h).
+class TempDir : public vidfarm::testing::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vf_coord_XXXXXX";
-    char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string db() const { return path_ + "/db"; }
-
- private:
-  std::string path_;
+  TempDir() : vidfarm::testing::TempDir("vf_coord") {}
 };
 
 inline int64_t NowMs() {

@@ -3,6 +3,8 @@
 // frame by frame (ffmpeg -f framemd5) with the in-process `vidfarm render` of the same prompt and
 // seed. Tiny preset, random weights, few steps.
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <nlohmann/json.hpp>
 #include <fcntl.h>
 #include <signal.h>
@@ -33,28 +35,10 @@ const std::string kBin = VF_VIDFARM_BIN;
 // Few steps keep the suite fast; 4 at stage 4 leaves room to kill a worker mid-task there.
 const std::string kSteps = "1,1,1,1,4,1,1";
 
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
+std::string Quote(const std::string& s) { return vidfarm::testing::ShellQuote(s); }
 
-struct Output {
-  int code;
-  std::string text;
-};
-
-Output Sh(const std::string& cmd) {
-  Output r{-1, ""};
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (p == nullptr) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.text.append(buf.data(), n);
-  int st = pclose(p);
-  r.code = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
-}
+using Output = vidfarm::testing::CommandResult;
+Output Sh(const std::string& cmd) { return vidfarm::testing::RunCommand(cmd); }
 
 // A child process started with posix_spawn; stdout+stderr go to a log file.
 class Proc {
@@ -146,16 +130,16 @@ class FarmTest : public ::testing::Test {
   std::string Submit(const std::string& prompt, int seed, const std::string& extra = "") {
     Output r = Client("submit " + Quote(prompt) + " --seed " + std::to_string(seed) + " --steps " +
                       kSteps + " " + extra);
-    EXPECT_EQ(r.code, 0) << r.text;
-    std::string id = r.text.substr(0, r.text.find('\n'));
-    EXPECT_EQ(id.rfind("j-", 0), 0u) << r.text;
+    EXPECT_EQ(r.code, 0) << r.out;
+    std::string id = r.out.substr(0, r.out.find('\n'));
+    EXPECT_EQ(id.rfind("j-", 0), 0u) << r.out;
     return id;
   }
 
   json Status(const std::string& job) {
     Output r = Client("status " + job + " --json");
     if (r.code != 0) return json::object();
-    return json::parse(r.text, nullptr, false);
+    return json::parse(r.out, nullptr, false);
   }
 
   // Polls until every job is done (or anything fails); returns false on timeout.
@@ -163,7 +147,7 @@ class FarmTest : public ::testing::Test {
     for (auto t0 = Clock::now(); Clock::now() - t0 < std::chrono::seconds(seconds);) {
       Output r = Client("list --json");
       if (r.code == 0) {
-        json j = json::parse(r.text, nullptr, false);
+        json j = json::parse(r.out, nullptr, false);
         size_t done = 0;
         for (const auto& job : j["jobs"]) {
           if (std::find(jobs.begin(), jobs.end(), job["id"].get<std::string>()) == jobs.end()) continue;
@@ -180,8 +164,8 @@ class FarmTest : public ::testing::Test {
 
   static std::string FrameMd5(const std::string& file) {
     Output r = Sh("ffmpeg -v error -i " + Quote(file) + " -f framemd5 - | grep -v '^#'");
-    EXPECT_EQ(r.code, 0) << r.text;
-    return r.text;
+    EXPECT_EQ(r.code, 0) << r.out;
+    return r.out;
   }
 
   // Frames of the in-process render of the same prompt/seed/steps, cached per (prompt, seed). It
@@ -194,14 +178,14 @@ class FarmTest : public ::testing::Test {
     const std::string out = Path("ref-" + std::to_string(reference_.size()) + ".mp4");
     Output r = Sh(kBin + " render " + Quote(prompt) + " --random-weights -q --threads 1 --seed " +
                   std::to_string(seed) + " --steps " + kSteps + " -o " + Quote(out));
-    EXPECT_EQ(r.code, 0) << r.text;
+    EXPECT_EQ(r.code, 0) << r.out;
     return reference_[key] = FrameMd5(out);
   }
 
   std::string Fetched(const std::string& job) {
     const std::string out = Path(job + ".mp4");
     Output r = Client("fetch " + job + " -o " + Quote(out));
-    EXPECT_EQ(r.code, 0) << r.text;
+    EXPECT_EQ(r.code, 0) << r.out;
     return FrameMd5(out);
   }
 
@@ -223,7 +207,7 @@ TEST_F(FarmTest, TwentyJobsThroughSevenWorkerProcessesMatchTheEmbeddedRender) {
     jobs.push_back(Submit(kinds[i % 4].first, kinds[i % 4].second));
     kind_of.push_back(i % 4);
   }
-  ASSERT_TRUE(WaitDone(jobs, 600)) << Client("status").text << Client("workers").text;
+  ASSERT_TRUE(WaitDone(jobs, 600)) << Client("status").out << Client("workers").out;
   for (size_t i = 0; i < jobs.size(); ++i) {
     EXPECT_EQ(Fetched(jobs[i]), Reference(kinds[kind_of[i]].first, kinds[kind_of[i]].second))
         << "job " << jobs[i];
@@ -231,7 +215,7 @@ TEST_F(FarmTest, TwentyJobsThroughSevenWorkerProcessesMatchTheEmbeddedRender) {
   Output w = Client("workers --json");
   ASSERT_EQ(w.code, 0);
   int64_t done = 0;
-  for (const auto& x : json::parse(w.text)) done += x["done"].get<int64_t>();
+  for (const auto& x : json::parse(w.out)) done += x["done"].get<int64_t>();
   EXPECT_EQ(done, 20 * 7);
 }
 
@@ -258,7 +242,7 @@ TEST_F(FarmTest, KilledWorkerTaskFinishesElsewhereFromItsCheckpoint) {
   }
   ASSERT_TRUE(killed);
   StartWorker(4, "rescuer");
-  ASSERT_TRUE(WaitDone({job}, 300)) << Client("status " + job).text;
+  ASSERT_TRUE(WaitDone({job}, 300)) << Client("status " + job).out;
   json s = Status(job);
   EXPECT_GE(s["tasks"][4]["attempts"].get<int>(), 2) << s.dump();
   EXPECT_EQ(s["tasks"][4]["worker"], "rescuer");
@@ -281,7 +265,7 @@ TEST_F(FarmTest, KilledCoordinatorRestartsOnTheSameDatabaseAndEveryJobCompletes)
   std::this_thread::sleep_for(std::chrono::milliseconds(500));
   StartCoordinator(listen, api);
   ASSERT_EQ(worker_ep_, listen);
-  ASSERT_TRUE(WaitDone(jobs, 600)) << Client("status").text << coordinator_->Log();
+  ASSERT_TRUE(WaitDone(jobs, 600)) << Client("status").out << coordinator_->Log();
   for (size_t i = 0; i < jobs.size(); ++i) {
     EXPECT_EQ(Fetched(jobs[i]), Reference("an orange circle moving down", 20 + static_cast<int>(i)));
   }
@@ -300,7 +284,7 @@ TEST_F(FarmTest, CancelPauseResumeRetryAndPriorityFromTheCommandLine) {
   EXPECT_EQ(Status(cancelled)["state"], "cancelled");
   Output bad = Client("pause j-nope");
   EXPECT_NE(bad.code, 0);
-  EXPECT_NE(bad.text.find("j-nope"), std::string::npos) << bad.text;
+  EXPECT_NE(bad.out.find("j-nope"), std::string::npos) << bad.out;
   // One base worker: the high-priority job's stage 0 must run first.
   StartWorker(0, "w0");
   for (auto t0 = Clock::now(); Clock::now() - t0 < std::chrono::seconds(120);) {
@@ -319,8 +303,8 @@ TEST_F(FarmTest, CancelPauseResumeRetryAndPriorityFromTheCommandLine) {
   ASSERT_TRUE(WaitDone({paused, cancelled}, 300));
   EXPECT_EQ(Fetched(cancelled), Reference("a green star still", 8));
   Output w = Client("watch " + high);
-  EXPECT_EQ(w.code, 0) << w.text;
-  EXPECT_NE(w.text.find("done"), std::string::npos);
+  EXPECT_EQ(w.code, 0) << w.out;
+  EXPECT_NE(w.out.find("done"), std::string::npos);
 }
 
 TEST_F(FarmTest, InterruptedEmbeddedRenderPicksUpWhereItStopped) {
@@ -345,9 +329,9 @@ TEST_F(FarmTest, InterruptedEmbeddedRenderPicksUpWhereItStopped) {
   }
   ASSERT_TRUE(killed) << first->Log();
   Output again = Sh(kBin + " " + args + " -o " + Quote(Path("b.mp4")));
-  ASSERT_EQ(again.code, 0) << again.text;
-  EXPECT_NE(again.text.find("resuming"), std::string::npos) << again.text;
-  EXPECT_EQ(again.text.find("[1/7"), std::string::npos) << "stage 1 ran again:\n" << again.text;
+  ASSERT_EQ(again.code, 0) << again.out;
+  EXPECT_NE(again.out.find("resuming"), std::string::npos) << again.out;
+  EXPECT_EQ(again.out.find("[1/7"), std::string::npos) << "stage 1 ran again:\n" << again.out;
   EXPECT_EQ(FrameMd5(Path("b.mp4")), Reference(prompt, 31));
 }
 
@@ -355,23 +339,23 @@ TEST_F(FarmTest, ClientErrorsAreClear) {
   StartCoordinator();
   Output r = Client("submit '' ");
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.text.find("prompt"), std::string::npos) << r.text;
+  EXPECT_NE(r.out.find("prompt"), std::string::npos) << r.out;
   std::ofstream(Path("bad.jsonl")) << "{\"prompt\": \"ok\"}\n{\"promt\": \"typo\"}\n";
   r = Client("submit --file " + Path("bad.jsonl"));
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.text.find(":2:"), std::string::npos) << r.text;
-  EXPECT_EQ(json::parse(Client("list --json").text)["total"], 0) << "a bad file queued jobs";
+  EXPECT_NE(r.out.find(":2:"), std::string::npos) << r.out;
+  EXPECT_EQ(json::parse(Client("list --json").out)["total"], 0) << "a bad file queued jobs";
   std::ofstream(Path("good.jsonl")) << "{\"prompt\": \"a red circle\"}\n\n{\"prompt\": \"a blue square\", \"priority\": 3}\n";
   r = Client("submit --file " + Path("good.jsonl"));
-  EXPECT_EQ(r.code, 0) << r.text;
-  EXPECT_EQ(std::count(r.text.begin(), r.text.end(), '\n'), 2);
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2);
   r = Client("status j-missing");
   EXPECT_EQ(r.code, 3);
-  r = Client("fetch " + r.text.substr(0, 0) + "j-000000000001-x -o " + Path("x.mp4"));
+  r = Client("fetch " + r.out.substr(0, 0) + "j-000000000001-x -o " + Path("x.mp4"));
   EXPECT_NE(r.code, 0);
   r = Sh("VIDFARM_COORDINATOR=tcp://127.0.0.1:1 " + kBin + " status --timeout-ms 300");
   EXPECT_EQ(r.code, 4);
-  EXPECT_NE(r.text.find("no answer"), std::string::npos) << r.text;
+  EXPECT_NE(r.out.find("no answer"), std::string::npos) << r.out;
 }
 
 }  // namespace

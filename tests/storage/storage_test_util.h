@@ -13,28 +13,15 @@
 #include <string>
 #include <vector>
 
+#include "test_util.h"
 #include "vidfarm/storage/store.h"
 
 namespace vidfarm::storage::testing {
 
-class TempDir {
+// A fresh directory for each test (tests/test_util.h).
+class TempDir : public vidfarm::testing::TempDir {
  public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/vf_storage_XXXXXX";
-    char* p = mkdtemp(tmpl.data());
-    EXPECT_NE(p, nullptr);
-    path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    std::filesystem::remove_all(path_, ec);
-  }
-  const std::string& path() const { return path_; }
-  std::string db() const { return path_ + "/db"; }
-
- private:
-  std::string path_;
+  TempDir() : vidfarm::testing::TempDir("vf_storage") {}
 };
 
 // A RocksDB handle on the store's directory with every column family open, for tests only.
