@@ -2,16 +2,125 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <random>
+#include <zmq.hpp>
 
 #include "commands.h"
 #include "flags.h"
+#include "vidfarm/common/log.h"
+#include "vidfarm/common/sha256.h"
+#include "vidfarm/coordinator/client.h"
+#include "vidfarm/coordinator/coordinator.h"
 #include "vidfarm/stage_models/bench.h"
+#include "vidfarm/storage/store.h"
 #include "vidfarm/stage_models/stage_runner.h"
 
 namespace vidfarm::cli {
+namespace {
+
+// `vidfarm bench transfer`: a blob stored in a coordinator's database, downloaded over tcp
+// loopback by a client through the same chunked, credit-limited FETCH/CHUNK path workers use.
+int RunBenchTransfer(const std::vector<std::string>& args) {
+  int64_t mb = 64, credit = 8, chunk_kb = 1024, rounds = 5;
+  FlagSet flags("vidfarm bench transfer [--mb 64] [--credit 8] [--chunk-kb 1024] [--rounds 5]",
+                "Stores a blob of --mb MiB in a fresh coordinator database (a temp dir), starts the\n"
+                "coordinator on tcp://127.0.0.1, and downloads the blob --rounds times with a\n"
+                "client keeping --credit chunk requests in flight. Prints MB/s per round (the\n"
+                "first round reads the blob from RocksDB; later ones hit the coordinator's cache)\n"
+                "and checks the bytes with SHA-256.");
+  flags.Int("mb", 0, &mb, "blob size in MiB");
+  flags.Int("credit", 0, &credit, "chunk requests in flight");
+  flags.Int("chunk-kb", 0, &chunk_kb, "chunk size in KiB");
+  flags.Int("rounds", 'n', &rounds, "downloads");
+  std::vector<std::string> positional;
+  Status st = flags.Parse(args, &positional);
+  if (flags.help_requested()) {
+    std::fputs(flags.Help().c_str(), stdout);
+    return 0;
+  }
+  if (!st.ok()) return Fail("bench", st.message(), 2);
+  if (mb < 1 || mb > 1024 || credit < 1 || chunk_kb < 4 || rounds < 1) {
+    return Fail("bench", "--mb 1..1024, --credit >= 1, --chunk-kb >= 4, --rounds >= 1", 2);
+  }
+  namespace fs = std::filesystem;
+  if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kWarn);
+  char tmpl[] = "/tmp/vidfarm-bench-XXXXXX";
+  if (mkdtemp(tmpl) == nullptr) return Fail("bench", "cannot create a temp dir");
+  const std::string dir = tmpl;
+  auto cleanup = [&] {
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+  };
+  std::string blob(static_cast<size_t>(mb) << 20, '\0');
+  std::mt19937_64 rng(1);
+  for (size_t i = 0; i + 8 <= blob.size(); i += 8) {
+    const uint64_t x = rng();
+    std::memcpy(&blob[i], &x, 8);
+  }
+  const std::string sha = Sha256Hex(blob.data(), blob.size());
+  {
+    storage::StoreOptions so;
+    so.path = dir + "/db";
+    auto store = storage::Store::Open(so);
+    if (!store.ok()) return cleanup(), Fail("bench", store.status().ToString());
+    auto txn = (*store)->NewTxn();
+    Status put = txn.PutBlob("bench/blob", blob);
+    if (put.ok()) put = (*store)->Commit(std::move(txn));
+    if (!put.ok()) return cleanup(), Fail("bench", put.ToString());
+  }
+  zmq::context_t ctx(1);
+  coordinator::CoordinatorOptions co;
+  co.db_path = dir + "/db";
+  co.worker_endpoint = "tcp://127.0.0.1:0";
+  co.api_endpoint = "tcp://127.0.0.1:0";
+  co.chunk_bytes = static_cast<size_t>(chunk_kb) << 10;
+  auto coord = coordinator::Coordinator::Start(co, &ctx);
+  if (!coord.ok()) return cleanup(), Fail("bench", coord.status().ToString());
+  auto client = coordinator::Client::Connect((*coord)->api_endpoint(), &ctx, 30000);
+  if (!client.ok()) return cleanup(), Fail("bench", client.status().ToString());
+  std::printf("transfer %lld MiB over %s, chunks of %lld KiB, credit %lld\n",
+              static_cast<long long>(mb), (*coord)->api_endpoint().c_str(),
+              static_cast<long long>(chunk_kb), static_cast<long long>(credit));
+  std::vector<double> rates;
+  int rc = 0;
+  for (int64_t r = 0; r < rounds; ++r) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto got = (*client)->FetchBlob("bench/blob", static_cast<int>(credit));
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (!got.ok()) {
+      rc = Fail("bench", got.status().ToString());
+      break;
+    }
+    if (Sha256Hex(got->data(), got->size()) != sha) {
+      rc = Fail("bench", "downloaded bytes differ from the stored blob");
+      break;
+    }
+    rates.push_back(static_cast<double>(blob.size()) / s / 1e6);
+    std::printf("round %lld  %.3f s  %.0f MB/s%s\n", static_cast<long long>(r + 1), s, rates.back(),
+                r == 0 ? "  (from RocksDB)" : "");
+  }
+  if (rc == 0 && rates.size() > 1) {
+    std::vector<double> warm(rates.begin() + 1, rates.end());
+    std::sort(warm.begin(), warm.end());
+    std::printf("median of cached rounds  %.0f MB/s\n", warm[warm.size() / 2]);
+  }
+  client->reset();
+  (*coord)->Stop();
+  cleanup();
+  return rc;
+}
+
+}  // namespace
 
 int RunBench(const std::vector<std::string>& args) {
+  if (!args.empty() && args[0] == "transfer") {
+    return RunBenchTransfer(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
   std::string mults = "1,2,4,8", dtype = "fp32", device = "cpu";
   int64_t dim = 32, frames = 16, size = 32, batch = 2, iters = 5, threads = 0;
   int64_t psnr_stages = 3, psnr_steps = 4;
@@ -44,7 +153,7 @@ int RunBench(const std::vector<std::string>& args) {
   }
   if (!st.ok()) return Fail("bench", st.message(), 2);
   if (positional.size() != 1 || positional[0] != "unet") {
-    return Fail("bench", "which benchmark? `vidfarm bench unet` (see --help)", 2);
+    return Fail("bench", "which benchmark? `vidfarm bench unet` or `vidfarm bench transfer` (see --help)", 2);
   }
   SetThreads(threads);
   models::UNetBenchOptions o;

@@ -16,6 +16,7 @@ commands:
   render PROMPT   render a video from a text prompt through the whole cascade (in-process)
   plan            print each stage's shapes, fps, parameters, GFLOPs and memory for a preset
   bench unet      time a Video U-Net forward and compare with this machine's matmul GFLOP/s
+  bench transfer  MB/s of a 64 MiB blob from the coordinator over tcp loopback (chunked, credit)
   version         print the version
 
 the farm:
