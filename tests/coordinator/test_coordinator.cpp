@@ -543,14 +543,18 @@ TEST(Coordinator, RestartResumesHalfDoneJobAndReattachesHeldLease) {
   // Every remaining stage runs after the restart and both jobs finish.
   std::vector<std::unique_ptr<FakeWorker>> ws;
   for (int s = 0; s < 7; ++s) ws.push_back(farm.Worker(s));
-  for (int round = 0; round < 7; ++round) {
+  // One READY (one unit of credit) outstanding per worker: a READY re-sent while an ASSIGN is
+  // still on its way would rightly earn a second ASSIGN (seen on a loaded machine).
+  std::vector<bool> asked(7, false);
+  const int64_t until = NowMs() + 60000;
+  while (NowMs() < until) {
     for (int s = 0; s < 7; ++s) {
-      ws[s]->Ready();
+      if (!asked[s]) ws[s]->Ready();
+      asked[s] = true;
       wire::Message a;
       if (ws[s]->Expect(Command::kAssign, &a, 100)) {
+        asked[s] = false;
         ASSERT_TRUE(ws[s]->Complete(a));
-        wire::Message ignore;
-        (void)ignore;
       }
     }
     if (farm.Job(ids[0])["stages_done"] == 7 && farm.Job(ids[1])["stages_done"] == 7) break;
