@@ -120,6 +120,13 @@ struct RenderArgs {
   JobSpec spec;
 };
 
+// The coordinator's final encoding uses the defaults; other outputs are encoded here from the
+// last stage's raw video.
+bool NeedsRawFinal(const RenderArgs& a) {
+  auto format = FormatFromPath(a.output);
+  return a.scale != 1 || a.crf != 18 || (format.ok() && *format == VideoFormat::kPngFrames);
+}
+
 // $XDG_CACHE_HOME/vidfarm/db, else ~/.cache/vidfarm/db.
 std::string DefaultDb() {
   const char* xdg = std::getenv("XDG_CACHE_HOME");
@@ -232,8 +239,9 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
   }
   std::error_code ec;
   fs::create_directories(a.db, ec);
-  // The in-process farm's routine INFO lines (workers starting, stopping) are noise here.
-  if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kWarn);
+  // The in-process farm's own lines (workers starting and stopping, each worker's copy of the
+  // random-weights warning above) are noise here; progress and errors still show.
+  if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kError);
   zmq::context_t ctx(1);
   coordinator::CoordinatorOptions co;
   co.db_path = a.db;
@@ -367,35 +375,39 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
                                       j.value("error", failure)));
       return;
     }
-    if (!a.keep_dir.empty()) {
-      for (int k = 0; k < n; ++k) {
-        auto bytes = (*client)->FetchBlob(fmt::format("{}/{}/out", job, k));
-        auto video = bytes.ok() ? wire::DecodeVideo(*bytes) : Result<Video>(bytes.status());
-        if (!video.ok()) {
-          rc = Fail("render", fmt::format("intermediate of stage {}: {}", k, video.status().ToString()));
-          return;
-        }
+    // Stage videos come back raw (lossless): every stage's for --keep-intermediates, the last
+    // one when the output needs its own encoding (PNG frames, --scale, --crf).
+    const bool raw_final = NeedsRawFinal(a);
+    for (int k = a.keep_dir.empty() ? n - 1 : 0; k < n && (raw_final || !a.keep_dir.empty()); ++k) {
+      auto bytes = (*client)->FetchBlob(fmt::format("{}/{}/out", job, k));
+      auto video = bytes.ok() ? wire::DecodeVideo(*bytes) : Result<Video>(bytes.status());
+      if (!video.ok()) {
+        rc = Fail("render", fmt::format("video of stage {}: {}", k, video.status().ToString()));
+        return;
+      }
+      if (!a.keep_dir.empty()) {
         WriteOptions w;
         w.scale = static_cast<int>(a.scale);
-        Status ws = WriteVideo(*video, (fs::path(a.keep_dir) / fmt::format("stage{}_{}.mp4", k,
-                                                                             preset.stages[k].name)).string(), w);
+        const std::string path =
+            (fs::path(a.keep_dir) / fmt::format("stage{}_{}.mp4", k, preset.stages[k].name)).string();
+        Status ws = WriteVideo(*video, path, w);
         if (!ws.ok()) {
           rc = Fail("render", "writing intermediates: " + ws.ToString());
           return;
         }
-        if (k == n - 1 && (a.scale != 1 || a.crf != 18 || *FormatFromPath(a.output) == VideoFormat::kPngFrames)) {
-          WriteOptions wf;
-          wf.scale = static_cast<int>(a.scale);
-          wf.crf = static_cast<int>(a.crf);
-          Status out = WriteVideo(*video, a.output, wf);
-          if (!out.ok()) {
-            rc = Fail("render", out.ToString());
-            return;
-          }
-          if (a.profile) PrintProfile(preset, steps, seconds);
-          progress.Note(fmt::format("wrote {} ({})", a.output, video->ShapeString()));
+      }
+      if (k == n - 1 && raw_final) {
+        WriteOptions wf;
+        wf.scale = static_cast<int>(a.scale);
+        wf.crf = static_cast<int>(a.crf);
+        Status out = WriteVideo(*video, a.output, wf);
+        if (!out.ok()) {
+          rc = Fail("render", out.ToString());
           return;
         }
+        if (a.profile) PrintProfile(preset, steps, seconds);
+        progress.Note(fmt::format("wrote {} ({})", a.output, video->ShapeString()));
+        return;
       }
     }
     auto bytes = (*client)->FetchBlob(j.value("output_blob", ""));
@@ -524,8 +536,8 @@ int RunRender(const std::vector<std::string>& args) {
       if (g < 0) return Fail("render", flags.Describe("guidance") + ": weights must be >= 0", 2);
     }
   }
-  // Intermediates (and PNG frames, written from the last stage's raw video) need the stage videos.
-  spec.keep_intermediates = !a.keep_dir.empty() || *format == VideoFormat::kPngFrames || a.scale != 1;
+  // Intermediates, and outputs encoded here from the last stage's raw video, need the stage videos.
+  spec.keep_intermediates = !a.keep_dir.empty() || NeedsRawFinal(a);
   Status valid = spec.Validate();
   if (!valid.ok()) return Fail("render", valid.message(), 2);
   if (!a.keep_dir.empty()) {

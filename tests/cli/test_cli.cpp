@@ -142,6 +142,20 @@ TEST_F(CliTest, EmbeddedDirectAndRepeatedRendersGiveTheSameFrames) {
   EXPECT_EQ(md5(Path("farm.mp4")), md5(Path("again.mp4")));
 }
 
+TEST_F(CliTest, PngFramesAndScaleComeFromTheLastStagesRawVideo) {
+  const std::string frames = Path("frames") + "/";
+  ProcResult r = Vidfarm("render 'a green circle' -q --random-weights --steps 1 --scale 2 --db " +
+                         Quote(Path("db")) + " -o " + Quote(frames));
+  ASSERT_EQ(r.code, 0) << r.out;
+  int pngs = 0;
+  for (const auto& e : fs::directory_iterator(frames)) pngs += e.path().extension() == ".png";
+  EXPECT_EQ(pngs, 64);
+  nlohmann::json s = Probe((fs::path(frames) / "frame_00000.png").string());
+  EXPECT_EQ(s["width"], 320);
+  EXPECT_EQ(s["height"], 192);
+  EXPECT_EQ(r.out.find("RANDOM WEIGHTS"), std::string::npos) << "asked for: no warning\n" << r.out;
+}
+
 TEST_F(CliTest, EnvironmentSetsFlags) {
   ProcResult r = Exec("VIDFARM_STEPS=1,2 " + std::string(VF_VIDFARM_BIN) + " render 'a red circle' -o " +
                Quote(Path("x.mp4")));
