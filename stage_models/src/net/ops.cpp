@@ -3,8 +3,6 @@
 #include <algorithm>
 #include <limits>
 
-#include "attention_cpu.h"
-
 namespace vidfarm::models::ops {
 namespace {
 
@@ -143,11 +141,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   TORCH_CHECK(q.dim() == 4 && k.dim() == 4 && v.dim() == 4, "attention expects [N,h,L,d]");
   TORCH_CHECK(q.size(-1) == k.size(-1) && k.size(-2) == v.size(-2), "attention: shape mismatch");
   const int64_t n = q.size(0), heads = q.size(1), lq = q.size(2), lk = k.size(2);
-  const bool meta = IsMeta(q);  // shapes only (plan): no kernel runs
-  // fp32 on the CPU: one fused pass that keeps the logits in cache (attention_cpu.h).
-  const bool fused = !meta && detail::UseFusedAttentionCpu(q, k, v, bias, mask);
   // The scale goes on q (L·d values) rather than on the logits (L·L values).
-  const auto qs = fused ? q : q * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
+  const auto qs = q * (1.0 / std::sqrt(static_cast<double>(q.size(-1))));
   const auto kt = k.transpose(-2, -1);
   // The logits are the largest tensor of the network; on the CPU they are computed a few
   // samples at a time so each chunk stays cache-sized, with bias, mask and softmax applied to
@@ -159,9 +154,9 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     return t.size(0) == 1 ? t : t.narrow(0, i, len);  // broadcast along the batch stays put
   };
   std::vector<torch::Tensor> outs;
+  const bool meta = IsMeta(q);  // shapes only (plan): no kernel runs
   if (meta) outs.push_back(torch::empty({n, heads, lq, v.size(-1)}, q.options()));
-  if (fused) outs.push_back(detail::FusedAttentionCpu(q, k, v, bias, mask));
-  for (int64_t i = 0; i < n && !meta && !fused; i += step) {
+  for (int64_t i = 0; i < n && !meta; i += step) {
     const int64_t len = std::min(step, n - i);
     auto logits = torch::matmul(qs.narrow(0, i, len), kt.narrow(0, i, len));
     if (bias.defined()) logits.add_(slice(bias, i, len));

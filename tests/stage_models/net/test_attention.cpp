@@ -42,9 +42,9 @@ struct Shape {
 // Odd sizes on purpose: not multiples of the 6-row strips, 16-wide tiles, 96-row query blocks or
 // 128-key blocks, and d of 8, 16, 32, 64 plus a value width that is none of those.
 const Shape kShapes[] = {
-    {2, 3, 37, 53, 16, 16}, {1, 2, 130, 300, 32, 32}, {3, 1, 7, 5, 64, 64},
-    {2, 2, 200, 129, 8, 8}, {1, 1, 1, 1, 32, 32},     {1, 2, 97, 257, 32, 24},
-    {2, 4, 16, 16, 32, 32}, {1, 1, 300, 17, 64, 40},
+    {2, 3, 37, 53, 16, 16},  {1, 2, 130, 300, 32, 32}, {3, 1, 7, 5, 64, 64},
+    {2, 2, 200, 129, 8, 8},  {1, 1, 1, 1, 32, 32},     {1, 2, 97, 257, 32, 24},
+    {2, 4, 16, 16, 32, 32},  {1, 1, 300, 17, 64, 40},
 };
 
 std::string Name(const Shape& s) {
@@ -61,8 +61,6 @@ TEST(Attention, FusedMatchesDoubleReference) {
     ASSERT_TRUE(ops::detail::UseFusedAttentionCpu(q, k, v, {}, {})) << Name(s);
     ExpectClose(ops::detail::FusedAttentionCpu(q, k, v, {}, {}), ref, "fused " + Name(s));
     ExpectClose(ops::attention(q, k, v), ref, "ops " + Name(s));
-    ExpectClose(ops::detail::FusedAttentionCpu(q, k, v, {}, {}, /*portable_only=*/true), ref,
-                "portable " + Name(s));
   }
 }
 
@@ -83,13 +81,11 @@ TEST(Attention, FusedMatchesWithBiasAndMask) {
         {head_bias, {}}, {full_bias, {}}, {{}, key_mask}, {{}, full_mask}, {head_bias, key_mask}};
     for (const auto& [bias, mask] : cases) {
       const auto ref = Reference(q, k, v, bias, mask);
-      const std::string what =
-          Name(s) + (bias.defined() ? " bias" : "") + (mask.defined() ? " mask" : "");
+      const std::string what = Name(s) + (bias.defined() ? " bias" : "") +
+                               (mask.defined() ? " mask" : "");
       ASSERT_TRUE(ops::detail::UseFusedAttentionCpu(q, k, v, bias, mask)) << what;
       ExpectClose(ops::detail::FusedAttentionCpu(q, k, v, bias, mask), ref, "fused " + what);
       ExpectClose(ops::attention(q, k, v, bias, mask), ref, "ops " + what);
-      ExpectClose(ops::detail::FusedAttentionCpu(q, k, v, bias, mask, true), ref,
-                  "portable " + what);
     }
   }
 }
@@ -119,15 +115,14 @@ TEST(Attention, FullyMaskedRowIsNanLikeSoftmax) {
   const auto ref = Reference(q, k, v, {}, mask);
   const auto got = ops::detail::FusedAttentionCpu(q, k, v, {}, mask);
   ExpectClose(got, ref, "masked rows");
-  ExpectClose(ops::detail::FusedAttentionCpu(q, k, v, {}, mask, true), ref, "portable masked");
   EXPECT_TRUE(torch::isnan(got[0][1][3]).all().item<bool>());
   EXPECT_TRUE(torch::isnan(got[1][0][149]).all().item<bool>());
   EXPECT_TRUE(torch::isfinite(got[1][1][100]).all().item<bool>());
   EXPECT_EQ(torch::isnan(got).sum().item<int64_t>(), 2 * 16);
   // Same NaN pattern as plain matmul/softmax/matmul in fp32 (the unfused path's arithmetic).
   const auto logits = torch::matmul(q, k.transpose(-2, -1)) / 4.0;
-  const auto plain =
-      torch::matmul(torch::softmax(logits.masked_fill(mask.logical_not(), -INFINITY), -1), v);
+  const auto plain = torch::matmul(
+      torch::softmax(logits.masked_fill(mask.logical_not(), -INFINITY), -1), v);
   EXPECT_TRUE(torch::equal(torch::isnan(plain), torch::isnan(got)));
 }
 
@@ -138,8 +133,9 @@ TEST(Attention, BitIdenticalAcrossRunsBatchesAndThreads) {
   const auto a = ops::attention(q, k, v);
   EXPECT_TRUE(torch::equal(a, ops::attention(q, k, v)));
   // One sample alone gives the same bits as inside the batch.
-  EXPECT_TRUE(torch::equal(
-      a.narrow(0, 1, 1), ops::attention(q.narrow(0, 1, 1), k.narrow(0, 1, 1), v.narrow(0, 1, 1))));
+  EXPECT_TRUE(torch::equal(a.narrow(0, 1, 1),
+                           ops::attention(q.narrow(0, 1, 1), k.narrow(0, 1, 1),
+                                          v.narrow(0, 1, 1))));
   const int threads = at::get_num_threads();
   at::set_num_threads(1);
   const auto one = ops::attention(q, k, v);
@@ -173,8 +169,8 @@ TEST(Attention, OtherDtypesKeepTheUnfusedPath) {
   EXPECT_FALSE(ops::detail::UseFusedAttentionCpu(q.to(torch::kBFloat16), q.to(torch::kBFloat16),
                                                  q.to(torch::kBFloat16), {}, {}));
   const auto qf = q.to(torch::kFloat);
-  const auto y =
-      ops::attention(q.to(torch::kBFloat16), q.to(torch::kBFloat16), q.to(torch::kBFloat16));
+  const auto y = ops::attention(q.to(torch::kBFloat16), q.to(torch::kBFloat16),
+                                q.to(torch::kBFloat16));
   EXPECT_EQ(y.scalar_type(), torch::kBFloat16);
   EXPECT_TRUE(torch::allclose(y.to(torch::kFloat), ops::attention(qf, qf, qf), 3e-2, 3e-2));
 }
