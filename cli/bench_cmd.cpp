@@ -17,8 +17,8 @@
 #include "vidfarm/coordinator/client.h"
 #include "vidfarm/coordinator/coordinator.h"
 #include "vidfarm/stage_models/bench.h"
-#include "vidfarm/storage/store.h"
 #include "vidfarm/stage_models/stage_runner.h"
+#include "vidfarm/storage/store.h"
 
 namespace vidfarm::cli {
 namespace {
@@ -27,23 +27,19 @@ namespace {
 // loopback by a client through the same chunked, credit-limited FETCH/CHUNK path workers use.
 int RunBenchTransfer(const std::vector<std::string>& args) {
   int64_t mb = 64, credit = 8, chunk_kb = 1024, rounds = 5;
-  FlagSet flags("vidfarm bench transfer [--mb 64] [--credit 8] [--chunk-kb 1024] [--rounds 5]",
-                "Stores a blob of --mb MiB in a fresh coordinator database (a temp dir), starts the\n"
-                "coordinator on tcp://127.0.0.1, and downloads the blob --rounds times with a\n"
-                "client keeping --credit chunk requests in flight. Prints MB/s per round (the\n"
-                "first round reads the blob from RocksDB; later ones hit the coordinator's cache)\n"
-                "and checks the bytes with SHA-256.");
+  FlagSet flags(
+      "vidfarm bench transfer [--mb 64] [--credit 8] [--chunk-kb 1024] [--rounds 5]",
+      "Stores a blob of --mb MiB in a fresh coordinator database (a temp dir), starts the\n"
+      "coordinator on tcp://127.0.0.1, and downloads the blob --rounds times with a\n"
+      "client keeping --credit chunk requests in flight. Prints MB/s per round (the\n"
+      "first round reads the blob from RocksDB; later ones hit the coordinator's cache)\n"
+      "and checks the bytes with SHA-256.");
   flags.Int("mb", 0, &mb, "blob size in MiB");
   flags.Int("credit", 0, &credit, "chunk requests in flight");
   flags.Int("chunk-kb", 0, &chunk_kb, "chunk size in KiB");
   flags.Int("rounds", 'n', &rounds, "downloads");
   std::vector<std::string> positional;
-  Status st = flags.Parse(args, &positional);
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    return 0;
-  }
-  if (!st.ok()) return Fail("bench", st.message(), 2);
+  if (int rc = ParseOrExit(flags, args, "bench", &positional); rc >= 0) return rc;
   if (mb < 1 || mb > 1024 || credit < 1 || chunk_kb < 4 || rounds < 1) {
     return Fail("bench", "--mb 1..1024, --credit >= 1, --chunk-kb >= 4, --rounds >= 1", 2);
   }
@@ -125,14 +121,15 @@ int RunBench(const std::vector<std::string>& args) {
   int64_t dim = 32, frames = 16, size = 32, batch = 2, iters = 5, threads = 0;
   int64_t psnr_stages = 3, psnr_steps = 4;
   bool psnr = true;
-  FlagSet flags("vidfarm bench unet [--dim 32] [--mults 1,2,4,8] [--frames 16] [--size 32] "
-                "[--batch 2] [--dtype fp32|bf16|fp16]",
-                "Builds a base-like Video U-Net (temporal and spatial attention at every level,\n"
-                "cross-attention to text), times its forward pass and prints the parameter count,\n"
-                "ms per forward (median of --iters), achieved GFLOP/s, and the GFLOP/s of a 2048²\n"
-                "matrix product in the same dtype on the same machine. With a dtype other than\n"
-                "fp32 it also renders the first stages of the tiny cascade in fp32 and in that\n"
-                "dtype (same seed, DDIM) and prints the PSNR between the two videos.");
+  FlagSet flags(
+      "vidfarm bench unet [--dim 32] [--mults 1,2,4,8] [--frames 16] [--size 32] "
+      "[--batch 2] [--dtype fp32|bf16|fp16]",
+      "Builds a base-like Video U-Net (temporal and spatial attention at every level,\n"
+      "cross-attention to text), times its forward pass and prints the parameter count,\n"
+      "ms per forward (median of --iters), achieved GFLOP/s, and the GFLOP/s of a 2048²\n"
+      "matrix product in the same dtype on the same machine. With a dtype other than\n"
+      "fp32 it also renders the first stages of the tiny cascade in fp32 and in that\n"
+      "dtype (same seed, DDIM) and prints the PSNR between the two videos.");
   flags.Int("dim", 0, &dim, "base width");
   flags.String("mults", 0, &mults, "width multipliers per level");
   flags.Int("frames", 0, &frames, "frames");
@@ -146,14 +143,11 @@ int RunBench(const std::vector<std::string>& args) {
   flags.Int("psnr-stages", 0, &psnr_stages, "stages rendered for the PSNR comparison");
   flags.Int("psnr-steps", 0, &psnr_steps, "steps per stage for the PSNR comparison");
   std::vector<std::string> positional;
-  Status st = flags.Parse(args, &positional);
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    return 0;
-  }
-  if (!st.ok()) return Fail("bench", st.message(), 2);
+  if (int rc = ParseOrExit(flags, args, "bench", &positional); rc >= 0) return rc;
   if (positional.size() != 1 || positional[0] != "unet") {
-    return Fail("bench", "which benchmark? `vidfarm bench unet` or `vidfarm bench transfer` (see --help)", 2);
+    return Fail("bench",
+                "which benchmark? `vidfarm bench unet` or `vidfarm bench transfer` (see --help)",
+                2);
   }
   SetThreads(threads);
   models::UNetBenchOptions o;
@@ -174,10 +168,11 @@ int RunBench(const std::vector<std::string>& args) {
 
   auto r = models::BenchUNet(o);
   if (!r.ok()) return Fail("bench", r.status().ToString());
-  std::printf("unet dim=%lld mults=%s frames=%lld size=%lld batch=%lld dtype=%s device=%s threads=%d\n",
-              static_cast<long long>(dim), mults.c_str(), static_cast<long long>(frames),
-              static_cast<long long>(size), static_cast<long long>(batch), dtype.c_str(),
-              o.device.str().c_str(), torch::get_num_threads());
+  std::printf(
+      "unet dim=%lld mults=%s frames=%lld size=%lld batch=%lld dtype=%s device=%s threads=%d\n",
+      static_cast<long long>(dim), mults.c_str(), static_cast<long long>(frames),
+      static_cast<long long>(size), static_cast<long long>(batch), dtype.c_str(),
+      o.device.str().c_str(), torch::get_num_threads());
   std::printf("params            %.2f M\n", r->params / 1e6);
   std::printf("forward           %.2f GFLOP\n", r->gflop_per_forward);
   std::printf("ms per forward    %.1f (median of %lld; min %.1f, max %.1f)\n", r->ms_per_forward,
@@ -189,10 +184,12 @@ int RunBench(const std::vector<std::string>& args) {
     auto p = models::ComparePrecision(o.dtype, static_cast<int>(psnr_stages),
                                       static_cast<int>(psnr_steps), 1);
     if (!p.ok()) return Fail("bench", p.status().ToString());
-    std::printf("render psnr       %.2f dB (%s vs fp32, tiny stages 0..%lld, %lld DDIM steps, seed 1)\n",
-                p->psnr_db, dtype.c_str(), static_cast<long long>(psnr_stages - 1),
-                static_cast<long long>(psnr_steps));
-    std::printf("render seconds    fp32 %.2f, %s %.2f\n", p->fp32_seconds, dtype.c_str(), p->low_seconds);
+    std::printf(
+        "render psnr       %.2f dB (%s vs fp32, tiny stages 0..%lld, %lld DDIM steps, seed 1)\n",
+        p->psnr_db, dtype.c_str(), static_cast<long long>(psnr_stages - 1),
+        static_cast<long long>(psnr_steps));
+    std::printf("render seconds    fp32 %.2f, %s %.2f\n", p->fp32_seconds, dtype.c_str(),
+                p->low_seconds);
   }
   return 0;
 }

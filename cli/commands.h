@@ -1,6 +1,8 @@
 // One function per `vidfarm` command. Each parses its own flags and calls into the rooms.
 #pragma once
 
+#include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -16,12 +18,21 @@ int RunStatus(const std::vector<std::string>& args);
 int RunList(const std::vector<std::string>& args);
 int RunWatch(const std::vector<std::string>& args);
 int RunFetch(const std::vector<std::string>& args);
-int RunJobControl(const std::string& command, const std::vector<std::string>& args);  // cancel|pause|resume|retry
+int RunJobControl(const std::string& command,
+                  const std::vector<std::string>& args);  // cancel|pause|resume|retry
 int RunWorkers(const std::vector<std::string>& args);
 
 // Applies --threads / VIDFARM_THREADS (0 = all cores) to LibTorch.
 void SetThreads(int64_t threads);
 // Prints "vidfarm <cmd>: <message>" to stderr and returns the exit code for the status.
 int Fail(const std::string& command, const std::string& message, int code = 1);
+
+class FlagSet;
+// Every command's prologue: parses flags into *positional; returns -1 to go on, else the exit
+// code (0 after printing --help; 2 after a flag error, or a positional count outside
+// [min_pos, max_pos]).
+int ParseOrExit(FlagSet& flags, const std::vector<std::string>& args, const char* command,
+                std::vector<std::string>* positional, size_t min_pos = 0,
+                size_t max_pos = static_cast<size_t>(-1));
 
 }  // namespace vidfarm::cli

@@ -1,7 +1,6 @@
 // The farm's commands: `vidfarm coordinator` (the server) and the client commands that talk to it
 // (submit, status, list, watch, fetch, cancel, pause, resume, retry, workers).
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
 
 #include <chrono>
@@ -12,6 +11,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <zmq.hpp>
 
 #include "commands.h"
@@ -84,21 +84,6 @@ struct ClientFlags {
   }
 };
 
-// Parses flags; returns -1 to go on, else the exit code (help printed, or a usage error).
-int ParseOrExit(FlagSet& flags, const std::vector<std::string>& args, const char* command,
-                std::vector<std::string>* positional, size_t min_pos, size_t max_pos) {
-  Status st = flags.Parse(args, positional);
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    return 0;
-  }
-  if (!st.ok()) return Fail(command, st.message(), 2);
-  if (positional->size() < min_pos || positional->size() > max_pos) {
-    return Fail(command, "wrong number of arguments (see --help)", 2);
-  }
-  return -1;
-}
-
 struct Connection {
   zmq::context_t ctx{1};
   std::unique_ptr<coordinator::Client> client;
@@ -113,10 +98,14 @@ Result<std::unique_ptr<Connection>> Connect(const ClientFlags& cf) {
 
 int ExitCode(const Status& st) {
   switch (st.code()) {
-    case Status::Code::kInvalidArgument: return 2;
-    case Status::Code::kNotFound: return 3;
-    case Status::Code::kTimedOut: return 4;
-    default: return 1;
+    case Status::Code::kInvalidArgument:
+      return 2;
+    case Status::Code::kNotFound:
+      return 3;
+    case Status::Code::kTimedOut:
+      return 4;
+    default:
+      return 1;
   }
 }
 
@@ -135,11 +124,12 @@ int RunCoordinator(const std::vector<std::string>& args) {
   int64_t heartbeat_ms = o.heartbeat_ms, misses = o.heartbeat_misses, attempts = o.max_attempts;
   int64_t quarantine = o.quarantine_after;
   double aging = o.aging_seconds;
-  FlagSet flags("vidfarm coordinator --db DIR [--listen tcp://HOST:PORT] [--api tcp://HOST:PORT]",
-                "Runs the farm's coordinator: owns the RocksDB database, takes jobs from clients on\n"
-                "--api, leases stage tasks to workers on --listen, and keeps every intermediate\n"
-                "video in the database. Restarted on an existing --db it resumes every unfinished\n"
-                "job. Stops cleanly on SIGINT/SIGTERM.");
+  FlagSet flags(
+      "vidfarm coordinator --db DIR [--listen tcp://HOST:PORT] [--api tcp://HOST:PORT]",
+      "Runs the farm's coordinator: owns the RocksDB database, takes jobs from clients on\n"
+      "--api, leases stage tasks to workers on --listen, and keeps every intermediate\n"
+      "video in the database. Restarted on an existing --db it resumes every unfinished\n"
+      "job. Stops cleanly on SIGINT/SIGTERM.");
   flags.String("db", 0, &o.db_path, "database directory (created if missing)");
   flags.String("listen", 'l', &o.worker_endpoint, "endpoint for workers (port 0 picks one)");
   flags.String("api", 0, &o.api_endpoint, "endpoint for clients");
@@ -147,8 +137,10 @@ int RunCoordinator(const std::vector<std::string>& args) {
   flags.Int("heartbeat-ms", 0, &heartbeat_ms, "heartbeat period");
   flags.Int("heartbeat-misses", 0, &misses, "missed heartbeats before a worker is dead");
   flags.Int("max-attempts", 0, &attempts, "leases per task before its job fails");
-  flags.Int("quarantine-after", 0, &quarantine, "consecutive failures before a worker is quarantined");
-  flags.Double("aging-seconds", 0, &aging, "anti-starvation: +1 priority per this many seconds waited");
+  flags.Int("quarantine-after", 0, &quarantine,
+            "consecutive failures before a worker is quarantined");
+  flags.Double("aging-seconds", 0, &aging,
+               "anti-starvation: +1 priority per this many seconds waited");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "coordinator", &positional, 0, 0); rc >= 0) return rc;
   if (o.db_path.empty()) return Fail("coordinator", "--db DIR is required", 2);
@@ -251,8 +243,9 @@ int RunSubmit(const std::vector<std::string>& args) {
     std::vector<json> part(specs.begin() + i, specs.begin() + std::min(specs.size(), i + kBatch));
     auto ids = (*conn)->client->Submit(part);
     if (!ids.ok()) {
-      return Fail("submit", fmt::format("{} ({} of {} jobs were queued before this batch)",
-                                        ids.status().ToString(), i, specs.size()),
+      return Fail("submit",
+                  fmt::format("{} ({} of {} jobs were queued before this batch)",
+                              ids.status().ToString(), i, specs.size()),
                   ExitCode(ids.status()));
     }
     for (const auto& id : *ids) std::printf("%s\n", id.c_str());
@@ -301,16 +294,18 @@ int RunStatus(const std::vector<std::string>& args) {
     return 0;
   }
   std::printf("preset %s\njobs:", r->value("preset", "").c_str());
-  for (const auto& [state, n] : (*r)["jobs"].items()) std::printf(" %s %d", state.c_str(), n.get<int>());
+  for (const auto& [state, n] : (*r)["jobs"].items())
+    std::printf(" %s %d", state.c_str(), n.get<int>());
   std::printf("\nworkers:");
-  for (const auto& [state, n] : (*r)["workers"].items()) std::printf(" %s %d", state.c_str(), n.get<int>());
+  for (const auto& [state, n] : (*r)["workers"].items())
+    std::printf(" %s %d", state.c_str(), n.get<int>());
   std::printf("\nready tasks per stage: %s\nleases: %d\n", (*r)["ready"].dump().c_str(),
               r->value("leases", 0));
   if ((*r)["disk"].is_object()) {
     const json& d = (*r)["disk"];
-    std::printf("disk: database %s (blobs %s), free %s\n",
-                Bytes(d.value("total_bytes", 0.0)).c_str(), Bytes(d.value("blob_bytes", 0.0)).c_str(),
-                Bytes(d.value("free_bytes", 0.0)).c_str());
+    std::printf(
+        "disk: database %s (blobs %s), free %s\n", Bytes(d.value("total_bytes", 0.0)).c_str(),
+        Bytes(d.value("blob_bytes", 0.0)).c_str(), Bytes(d.value("free_bytes", 0.0)).c_str());
   }
   return 0;
 }
@@ -322,7 +317,8 @@ int RunList(const std::vector<std::string>& args) {
   FlagSet flags("vidfarm list [--state STATE] [--json]",
                 "Lists jobs in submission order: id, state, stages done, last change, prompt.");
   cf.Add(&flags);
-  flags.String("state", 0, &state, "only jobs in this state: queued|running|paused|done|failed|cancelled");
+  flags.String("state", 0, &state,
+               "only jobs in this state: queued|running|paused|done|failed|cancelled");
   flags.Int("limit", 'n', &limit, "at most this many jobs");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "list", &positional, 0, 0); rc >= 0) return rc;
@@ -406,10 +402,11 @@ int RunFetch(const std::vector<std::string>& args) {
     if (!r.ok()) return Fail("fetch", r.status().ToString(), ExitCode(r.status()));
     const json& j = (*r)["job"];
     if (j.value("state", "") != "done") {
-      return Fail("fetch", fmt::format("job {} is {} ({} of {} stages done): nothing to fetch yet",
-                                       job, j.value("state", ""), j.value("stages_done", 0),
-                                       j.value("num_stages", 7)),
-                  5);
+      return Fail(
+          "fetch",
+          fmt::format("job {} is {} ({} of {} stages done): nothing to fetch yet", job,
+                      j.value("state", ""), j.value("stages_done", 0), j.value("num_stages", 7)),
+          5);
     }
     key = j.value("output_blob", "");
   }
@@ -432,7 +429,8 @@ int RunFetch(const std::vector<std::string>& args) {
     fs::rename(tmp, output, ec);
     if (ec) return Fail("fetch", fmt::format("cannot write '{}': {}", output, ec.message()));
   }
-  std::fprintf(stderr, "wrote %s (%s)\n", output.c_str(), Bytes(static_cast<double>(bytes->size())).c_str());
+  std::fprintf(stderr, "wrote %s (%s)\n", output.c_str(),
+               Bytes(static_cast<double>(bytes->size())).c_str());
   return 0;
 }
 
@@ -443,8 +441,9 @@ int RunJobControl(const std::string& command, const std::vector<std::string>& ar
       {"cancel", {wire::Command::kCancelJob, "Cancels a job; a running stage is stopped."}},
       {"pause", {wire::Command::kPause, "Pauses a job: no new stage starts until `resume`."}},
       {"resume", {wire::Command::kResume, "Resumes a paused job."}},
-      {"retry", {wire::Command::kRetry,
-                 "Retries a failed or cancelled job from its first unfinished stage."}},
+      {"retry",
+       {wire::Command::kRetry,
+        "Retries a failed or cancelled job from its first unfinished stage."}},
   };
   const auto& kind = kinds.at(command);
   FlagSet flags(fmt::format("vidfarm {} JOB", command), kind.second);

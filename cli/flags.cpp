@@ -183,8 +183,7 @@ Status FlagSet::Parse(const std::vector<std::string>& args, std::vector<std::str
         }
       }
       if (flag == nullptr) {
-        return Status::InvalidArgument(
-            fmt::format("unknown flag --{} (see --help)", name));
+        return Status::InvalidArgument(fmt::format("unknown flag --{} (see --help)", name));
       }
     } else {
       if (a.size() != 2) {

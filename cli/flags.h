@@ -44,8 +44,8 @@ class FlagSet {
     std::string default_text;
     bool from_env = false;
   };
-  void Add(const std::string& name, char short_name, Kind kind, void* target, const std::string& help,
-           std::string default_text);
+  void Add(const std::string& name, char short_name, Kind kind, void* target,
+           const std::string& help, std::string default_text);
   Status Assign(const Flag& flag, const std::string& value, const std::string& origin);
   const Flag* Find(const std::string& name) const;
   Flag* Find(const std::string& name) {

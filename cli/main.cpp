@@ -8,7 +8,8 @@
 
 namespace {
 
-constexpr const char* kUsage = R"(vidfarm — text to video with a cascade of seven video diffusion models
+constexpr const char* kUsage =
+    R"(vidfarm — text to video with a cascade of seven video diffusion models
 
 usage: vidfarm COMMAND [flags]
 

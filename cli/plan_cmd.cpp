@@ -1,8 +1,8 @@
 // `vidfarm plan --preset paper`: shapes, fps, parameters, GFLOPs and memory per stage.
 #include <fmt/format.h>
-#include <nlohmann/json.hpp>
 
 #include <cstdio>
+#include <nlohmann/json.hpp>
 
 #include "commands.h"
 #include "flags.h"
@@ -24,12 +24,7 @@ int RunPlan(const std::vector<std::string>& args) {
   flags.Int("batch", 'b', &batch, "batch size of the counted forward pass");
   flags.Bool("json", 0, &json, "print JSON instead of a table");
   std::vector<std::string> positional;
-  Status st = flags.Parse(args, &positional);
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    return 0;
-  }
-  if (!st.ok()) return Fail("plan", st.message(), 2);
+  if (int rc = ParseOrExit(flags, args, "plan", &positional); rc >= 0) return rc;
   if (!positional.empty()) return Fail("plan", "unexpected argument '" + positional[0] + "'", 2);
   if (batch < 1) return Fail("plan", "--batch must be at least 1", 2);
   auto preset = models::GetPreset(preset_name);
@@ -40,11 +35,17 @@ int RunPlan(const std::vector<std::string>& args) {
     std::fputs(models::FormatPlan(*plan, preset_name).c_str(), stdout);
     return 0;
   }
-  nlohmann::json out = {{"preset", preset_name}, {"batch", batch}, {"stages", nlohmann::json::array()}};
+  nlohmann::json out = {
+      {"preset", preset_name}, {"batch", batch}, {"stages", nlohmann::json::array()}};
   for (const auto& s : *plan) {
-    out["stages"].push_back({{"stage", s.index}, {"name", s.name}, {"label", s.label},
-                             {"frames", s.frames}, {"height", s.height}, {"width", s.width},
-                             {"fps", s.fps}, {"params", s.params},
+    out["stages"].push_back({{"stage", s.index},
+                             {"name", s.name},
+                             {"label", s.label},
+                             {"frames", s.frames},
+                             {"height", s.height},
+                             {"width", s.width},
+                             {"fps", s.fps},
+                             {"params", s.params},
                              {"forward_gflops", s.forward_gflops},
                              {"activation_bytes", s.activation_bytes},
                              {"param_bytes", s.param_bytes}});

@@ -6,16 +6,16 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <optional>
 #include <fstream>
+#include <optional>
 #include <thread>
 #include <zmq.hpp>
 
 #include "commands.h"
 #include "flags.h"
+#include "vidfarm/common/job_spec.h"
 #include "vidfarm/common/log.h"
 #include "vidfarm/common/video_io.h"
-#include "vidfarm/common/job_spec.h"
 #include "vidfarm/common/wire.h"
 #include "vidfarm/coordinator/client.h"
 #include "vidfarm/coordinator/coordinator.h"
@@ -33,6 +33,20 @@ void SetThreads(int64_t threads) {
 int Fail(const std::string& command, const std::string& message, int code) {
   std::fprintf(stderr, "vidfarm %s: %s\n", command.c_str(), message.c_str());
   return code;
+}
+
+int ParseOrExit(FlagSet& flags, const std::vector<std::string>& args, const char* command,
+                std::vector<std::string>* positional, size_t min_pos, size_t max_pos) {
+  Status st = flags.Parse(args, positional);
+  if (flags.help_requested()) {
+    std::fputs(flags.Help().c_str(), stdout);
+    return 0;
+  }
+  if (!st.ok()) return Fail(command, st.message(), 2);
+  if (positional->size() < min_pos || positional->size() > max_pos) {
+    return Fail(command, "wrong number of arguments (see --help)", 2);
+  }
+  return -1;
 }
 
 namespace {
@@ -92,8 +106,8 @@ class ProgressPrinter {
             double stage_seconds) {
     if (quiet_) return;
     std::fprintf(stderr, "%s%s done: %d steps in %s (total %s)\n", tty_ ? "\r\033[K" : "",
-                 Head(stage, num_stages, label, name).c_str(), steps, Seconds(stage_seconds).c_str(),
-                 Seconds(Total()).c_str());
+                 Head(stage, num_stages, label, name).c_str(), steps,
+                 Seconds(stage_seconds).c_str(), Seconds(Total()).c_str());
   }
   void Note(const std::string& text) {
     if (!quiet_) std::fprintf(stderr, "%s%s\n", tty_ ? "\r\033[K" : "", text.c_str());
@@ -110,7 +124,6 @@ class ProgressPrinter {
   bool tty_;
   std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
 };
-
 
 struct RenderArgs {
   std::string prompt, output = "out.mp4", preset = "tiny", models_dir, keep_dir, db;
@@ -185,14 +198,16 @@ int RenderDirect(const RenderArgs& a, const models::CascadePreset& preset) {
   auto on_event = [&](const models::CascadeEvent& ev) {
     using Kind = models::CascadeEvent::Kind;
     if (ev.kind == Kind::kStep) {
-      progress.Step(ev.stage, ev.num_stages, ev.label, ev.name, ev.step, ev.steps, ev.stage_seconds);
+      progress.Step(ev.stage, ev.num_stages, ev.label, ev.name, ev.step, ev.steps,
+                    ev.stage_seconds);
     }
     if (ev.kind != Kind::kStageDone) return;
     progress.Done(ev.stage, ev.num_stages, ev.label, ev.name, ev.steps, ev.stage_seconds);
     stage_seconds.push_back(ev.stage_seconds);
     steps.push_back(ev.steps);
     if (!a.keep_dir.empty() && keep_status.ok()) {
-      std::string path = (fs::path(a.keep_dir) / fmt::format("stage{}_{}.mp4", ev.stage, ev.name)).string();
+      std::string path =
+          (fs::path(a.keep_dir) / fmt::format("stage{}_{}.mp4", ev.stage, ev.name)).string();
       WriteOptions w;
       w.scale = static_cast<int>(a.scale);
       keep_status = WriteVideo(*ev.output, path, w);
@@ -232,10 +247,11 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
   std::vector<std::string> random_stages;
   const std::vector<std::string> packages = PackageDirs(a, preset, &random_stages);
   if (!random_stages.empty() && !a.random_weights) {
-    VF_LOG_WARN("RANDOM WEIGHTS for stage(s) {}: no trained package under '{}'. The video will be "
-                "noise-like; pass --models DIR with trained packages.",
-                fmt::format("{}", fmt::join(random_stages, ", ")),
-                a.models_dir.empty() ? std::string("(none)") : a.models_dir);
+    VF_LOG_WARN(
+        "RANDOM WEIGHTS for stage(s) {}: no trained package under '{}'. The video will be "
+        "noise-like; pass --models DIR with trained packages.",
+        fmt::format("{}", fmt::join(random_stages, ", ")),
+        a.models_dir.empty() ? std::string("(none)") : a.models_dir);
   }
   std::error_code ec;
   fs::create_directories(a.db, ec);
@@ -252,8 +268,10 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
   if (!coord.ok()) {
     const std::string m = coord.status().ToString();
     if (m.find("lock") != std::string::npos) {
-      return Fail("render", fmt::format("the database {} is in use by another vidfarm process; wait "
-                                        "for it, or pass --db DIR ({})", a.db, m));
+      return Fail("render",
+                  fmt::format("the database {} is in use by another vidfarm process; wait "
+                              "for it, or pass --db DIR ({})",
+                              a.db, m));
     }
     return Fail("render", m);
   }
@@ -305,10 +323,10 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
     if (!existing.is_null()) {
       job = existing.value("id", "");
       const std::string state = existing.value("state", "");
-      progress.Note(fmt::format("found job {} for this exact render in {} ({}, {}/{} stages done){}",
-                                job, a.db, state, existing.value("stages_done", 0),
-                                existing.value("num_stages", 7),
-                                state == "done" ? ": reusing it (--fresh renders again)" : ": resuming it"));
+      progress.Note(fmt::format(
+          "found job {} for this exact render in {} ({}, {}/{} stages done){}", job, a.db, state,
+          existing.value("stages_done", 0), existing.value("num_stages", 7),
+          state == "done" ? ": reusing it (--fresh renders again)" : ": resuming it"));
       if (state == "failed" || state == "cancelled") {
         auto r = (*client)->Call(wire::Command::kRetry, {{"job", job}});
         if (!r.ok()) {
@@ -371,8 +389,8 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
     }
     const nlohmann::json& j = (*status)["job"];
     if (j.value("state", "") != "done") {
-      rc = Fail("render", fmt::format("job {} {}: {}", job, j.value("state", ""),
-                                      j.value("error", failure)));
+      rc = Fail("render",
+                fmt::format("job {} {}: {}", job, j.value("state", ""), j.value("error", failure)));
       return;
     }
     // Stage videos come back raw (lossless): every stage's for --keep-intermediates, the last
@@ -389,7 +407,8 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
         WriteOptions w;
         w.scale = static_cast<int>(a.scale);
         const std::string path =
-            (fs::path(a.keep_dir) / fmt::format("stage{}_{}.mp4", k, preset.stages[k].name)).string();
+            (fs::path(a.keep_dir) / fmt::format("stage{}_{}.mp4", k, preset.stages[k].name))
+                .string();
         Status ws = WriteVideo(*video, path, w);
         if (!ws.ok()) {
           rc = Fail("render", "writing intermediates: " + ws.ToString());
@@ -442,26 +461,29 @@ int RunRender(const std::vector<std::string>& args) {
   RenderArgs a;
   std::string sampler, steps, guidance, thresholding;
   uint64_t seed = 1;
-  FlagSet flags("vidfarm render PROMPT [-o out.mp4] [flags]",
-                "Renders PROMPT through every stage of the cascade and writes the video. It runs\n"
-                "the farm's coordinator and one worker per stage inside this process (inproc://),\n"
-                "with every intermediate video kept in the database under --db: re-running an\n"
-                "interrupted render with the same database picks up where it stopped, and the\n"
-                "same render done before is fetched again. --direct skips coordinator and database.\n"
-                "The format follows the extension: .mp4 (H.264), .webm (VP9), .gif, or a\n"
-                "directory ending in '/' for PNG frames.");
+  FlagSet flags(
+      "vidfarm render PROMPT [-o out.mp4] [flags]",
+      "Renders PROMPT through every stage of the cascade and writes the video. It runs\n"
+      "the farm's coordinator and one worker per stage inside this process (inproc://),\n"
+      "with every intermediate video kept in the database under --db: re-running an\n"
+      "interrupted render with the same database picks up where it stopped, and the\n"
+      "same render done before is fetched again. --direct skips coordinator and database.\n"
+      "The format follows the extension: .mp4 (H.264), .webm (VP9), .gif, or a\n"
+      "directory ending in '/' for PNG frames.");
   flags.String("output", 'o', &a.output, "output file");
   flags.String("preset", 0, &a.preset, "cascade preset: tiny | paper");
   flags.String("models", 0, &a.models_dir,
                "directory with one model package per stage (default: the shipped models/<preset>)");
   flags.Uint64("seed", 's', &seed, "seed; the same seed gives the same video");
   flags.String("sampler", 0, &sampler, "ancestral | ddim for every stage (default: per stage)");
-  flags.String("steps", 0, &steps, "sampling steps: one number, or one per stage (e.g. 32,8,8,8,4,4,4)");
+  flags.String("steps", 0, &steps,
+               "sampling steps: one number, or one per stage (e.g. 32,8,8,8,4,4,4)");
   flags.String("guidance", 0, &guidance,
                "classifier-free guidance weight w: one number or one per stage (default: per "
                "stage; base and early SR stages oscillate)");
   flags.String("thresholding", 0, &thresholding, "none | static | dynamic (default: per stage)");
-  flags.String("keep-intermediates", 0, &a.keep_dir, "also write every stage's output video into DIR");
+  flags.String("keep-intermediates", 0, &a.keep_dir,
+               "also write every stage's output video into DIR");
   flags.String("db", 0, &a.db, "database directory (default: $XDG_CACHE_HOME/vidfarm/db)");
   flags.Bool("fresh", 0, &a.fresh, "render again even if this exact render is in the database");
   flags.Bool("direct", 0, &a.direct, "run the stages directly, without coordinator and database");
@@ -480,19 +502,16 @@ int RunRender(const std::vector<std::string>& args) {
       "  vidfarm render \"a blue star rotating\" --seed 7 --steps 16 --keep-intermediates stages/\n"
       "  vidfarm render \"a green letter K growing\" -o frames/ --direct --last-stage 2 --profile");
   std::vector<std::string> positional;
-  Status st = flags.Parse(args, &positional);
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    return 0;
-  }
-  if (!st.ok()) return Fail("render", st.message(), 2);
+  if (int rc = ParseOrExit(flags, args, "render", &positional); rc >= 0) return rc;
   if (positional.size() != 1) {
-    return Fail("render", positional.empty() ? "missing PROMPT (see --help)"
-                                             : "give the prompt as one quoted argument",
+    return Fail("render",
+                positional.empty() ? "missing PROMPT (see --help)"
+                                   : "give the prompt as one quoted argument",
                 2);
   }
   a.prompt = positional[0];
-  if (a.prompt.find_first_not_of(" \t\n") == std::string::npos) return Fail("render", "empty prompt", 2);
+  if (a.prompt.find_first_not_of(" \t\n") == std::string::npos)
+    return Fail("render", "empty prompt", 2);
   if (a.scale < 1 || a.scale > 16) return Fail("render", "--scale must be in 1..16", 2);
   auto format = FormatFromPath(a.output);
   if (!format.ok()) return Fail("render", format.status().message(), 2);
@@ -515,7 +534,9 @@ int RunRender(const std::vector<std::string>& args) {
   spec.preset = a.preset;
   spec.sampler = sampler;
   spec.thresholding = thresholding;
-  spec.format = *format == VideoFormat::kWebm ? "webm" : *format == VideoFormat::kGif ? "gif" : "mp4";
+  spec.format = *format == VideoFormat::kWebm  ? "webm"
+                : *format == VideoFormat::kGif ? "gif"
+                                               : "mp4";
   if (!steps.empty()) {
     auto list = ParseIntList(steps, flags.Describe("steps"));
     if (!list.ok()) return Fail("render", list.status().message(), 2);
@@ -543,7 +564,8 @@ int RunRender(const std::vector<std::string>& args) {
   if (!a.keep_dir.empty()) {
     std::error_code ec;
     fs::create_directories(a.keep_dir, ec);
-    if (ec) return Fail("render", fmt::format("--keep-intermediates {}: {}", a.keep_dir, ec.message()));
+    if (ec)
+      return Fail("render", fmt::format("--keep-intermediates {}: {}", a.keep_dir, ec.message()));
   }
   if (a.db.empty()) a.db = DefaultDb();
   SetThreads(a.threads);

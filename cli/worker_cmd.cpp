@@ -17,7 +17,8 @@ namespace vidfarm::cli {
 int RunWorker(const std::vector<std::string>& args) {
   worker::WorkerOptions o;
   o.endpoint = "tcp://127.0.0.1:5555";
-  int64_t stage = -1, max_batch = 1, heartbeat_ms = o.heartbeat_ms, checkpoint_every = o.checkpoint_every;
+  int64_t stage = -1, max_batch = 1, heartbeat_ms = o.heartbeat_ms,
+          checkpoint_every = o.checkpoint_every;
   int64_t threads = 0;
   std::string device = "cpu", dtype = "fp32";
   FlagSet flags("vidfarm worker --stage K --connect ENDPOINT [--model PKG]",
@@ -35,15 +36,11 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.Int("max-batch", 'b', &max_batch, "tasks run together as one batch");
   flags.Int("threads", 't', &threads, "CPU threads for LibTorch (0 = all cores)");
   flags.Int("heartbeat-ms", 0, &heartbeat_ms, "heartbeat period (match the coordinator's)");
-  flags.Int("checkpoint-every", 0, &checkpoint_every, "sampler steps between checkpoints (0 = never)");
+  flags.Int("checkpoint-every", 0, &checkpoint_every,
+            "sampler steps between checkpoints (0 = never)");
   flags.String("id", 0, &o.worker_id, "worker id (default: host-pid-stage-random)");
   std::vector<std::string> positional;
-  Status st = flags.Parse(args, &positional);
-  if (flags.help_requested()) {
-    std::fputs(flags.Help().c_str(), stdout);
-    return 0;
-  }
-  if (!st.ok()) return Fail("worker", st.message(), 2);
+  if (int rc = ParseOrExit(flags, args, "worker", &positional); rc >= 0) return rc;
   if (!positional.empty()) return Fail("worker", "unexpected argument '" + positional[0] + "'", 2);
   if (stage < 0) return Fail("worker", "--stage K is required", 2);
   if (max_batch < 1 || max_batch > 64) return Fail("worker", "--max-batch must be in 1..64", 2);
@@ -69,8 +66,8 @@ int RunWorker(const std::vector<std::string>& args) {
   auto w = worker::Worker::Create(o, &ctx);
   if (!w.ok()) return Fail("worker", w.status().ToString());
   std::fprintf(stderr, "worker %s: stage %d (%s), model %s, coordinator %s\n",
-               (*w)->worker_id().c_str(), o.stage, o.preset.c_str(),
-               (*w)->model_sha256().c_str(), o.endpoint.c_str());
+               (*w)->worker_id().c_str(), o.stage, o.preset.c_str(), (*w)->model_sha256().c_str(),
+               o.endpoint.c_str());
   worker::Worker* raw = w->get();
   std::thread stopper([raw, set] {
     int sig = 0;
