@@ -124,7 +124,11 @@ torch::Tensor group_norm(const torch::Tensor& x, int64_t groups, const torch::Te
   if (IsMeta(x)) {
     out = torch::empty_like(x);
   } else {
-    out = torch::group_norm(x, groups, w, b, eps, /*cudnn_enabled=*/true);
+    // Under autocast (bf16 training) activations arrive in bf16 while the affine parameters stay
+    // f32; LibTorch 1.13's CPU kernel wants one dtype, and norms belong in f32 anyway.
+    const bool mixed = w.defined() && w.scalar_type() != x.scalar_type();
+    out = torch::group_norm(mixed ? x.to(w.scalar_type()) : x, groups, w, b, eps,
+                            /*cudnn_enabled=*/true);
   }
   Count(5.0 * static_cast<double>(out.numel()), out);
   return out;

@@ -314,7 +314,8 @@ struct TemporalAttentionImpl : torch::nn::Module {
             std::clamp(j - i, -kMaxRelativeDistance, kMaxRelativeDistance) + kMaxRelativeDistance;
       }
     }
-    auto index = torch::from_blob(idx.data(), {t, t}, torch::kLong).to(rel_bias.device());
+    // clone: autograd keeps the index for the backward pass, after idx is gone.
+    auto index = torch::from_blob(idx.data(), {t, t}, torch::kLong).clone().to(rel_bias.device());
     auto bias = rel_bias.index({torch::indexing::Slice(), index}).unsqueeze(0);  // [1,h,T,T]
     auto a = ops::attention(qq, kk, vv, bias);                                   // [BP,h,T,d]
     a = a.view({b, p, heads, t, head_dim}).permute({0, 3, 1, 2, 4}).reshape({b, t, p, -1});
