@@ -113,9 +113,16 @@ int RunBenchTransfer(const std::vector<std::string>& args) {
 
 }  // namespace
 
+// bench_farm_cmd.cpp: `bench dispatch|overhead|pipeline`; -1 when `which` is none of them.
+int RunBenchFarm(const std::string& which, const std::vector<std::string>& args);
+
 int RunBench(const std::vector<std::string>& args) {
   if (!args.empty() && args[0] == "transfer") {
     return RunBenchTransfer(std::vector<std::string>(args.begin() + 1, args.end()));
+  }
+  if (!args.empty()) {
+    const int rc = RunBenchFarm(args[0], std::vector<std::string>(args.begin() + 1, args.end()));
+    if (rc >= 0) return rc;
   }
   std::string mults = "1,2,4,8", dtype = "fp32", device = "cpu";
   int64_t dim = 32, frames = 16, size = 32, batch = 2, iters = 5, threads = 0;
@@ -146,7 +153,8 @@ int RunBench(const std::vector<std::string>& args) {
   if (int rc = ParseOrExit(flags, args, "bench", &positional); rc >= 0) return rc;
   if (positional.size() != 1 || positional[0] != "unet") {
     return Fail("bench",
-                "which benchmark? `vidfarm bench unet` or `vidfarm bench transfer` (see --help)",
+                "which benchmark? `vidfarm bench unet|transfer|dispatch|overhead|pipeline` "
+                "(see --help)",
                 2);
   }
   SetThreads(threads);

@@ -10,6 +10,10 @@ namespace vidfarm::cli {
 
 int RunRender(const std::vector<std::string>& args);
 int RunPlan(const std::vector<std::string>& args);
+int RunTrain(const std::vector<std::string>& args);
+int RunEval(const std::vector<std::string>& args);
+int RunSynth(const std::vector<std::string>& args);    // synth_cmd.cpp
+int RunAnalyze(const std::vector<std::string>& args);  // synth_cmd.cpp
 int RunBench(const std::vector<std::string>& args);
 int RunCoordinator(const std::vector<std::string>& args);
 int RunWorker(const std::vector<std::string>& args);
@@ -21,6 +25,10 @@ int RunFetch(const std::vector<std::string>& args);
 int RunJobControl(const std::string& command,
                   const std::vector<std::string>& args);  // cancel|pause|resume|retry
 int RunWorkers(const std::vector<std::string>& args);
+
+// The shipped model packages of a preset: the first existing <root>/<preset> of the binary's
+// ../models, its own models/, ../share/vidfarm/models and the source tree's models/; "" if none.
+std::string DefaultModelsDir(const std::string& preset);
 
 // Applies --threads / VIDFARM_THREADS (0 = all cores) to LibTorch.
 void SetThreads(int64_t threads);

@@ -15,9 +15,16 @@ usage: vidfarm COMMAND [flags]
 
 commands:
   render PROMPT   render a video from a text prompt through the whole cascade (in-process)
+  train           train one cascade stage into a model package (resumable checkpoints)
+  eval            score a cascade on the synthetic world: alignment, fidelity, guidance, v vs eps
+  synth CAPTION   render the synthetic world's ground truth of a caption (or --random N clips)
+  analyze VIDEO   read a video back into caption attributes (colour, shape, motion, background)
   plan            print each stage's shapes, fps, parameters, GFLOPs and memory for a preset
   bench unet      time a Video U-Net forward and compare with this machine's matmul GFLOP/s
   bench transfer  MB/s of a 64 MiB blob from the coordinator over tcp loopback (chunked, credit)
+  bench dispatch  tasks/s and assignment latency through the coordinator with no-op workers
+  bench overhead  one tiny job through the embedded farm against the same job run directly
+  bench pipeline  makespan of N jobs across seven simulated stage pools against its bound
   version         print the version
 
 the farm:
@@ -66,6 +73,10 @@ int main(int argc, char** argv) {
 int Dispatch(const std::string& command, const std::vector<std::string>& args) {
   if (command == "render") return vidfarm::cli::RunRender(args);
   if (command == "plan") return vidfarm::cli::RunPlan(args);
+  if (command == "train") return vidfarm::cli::RunTrain(args);
+  if (command == "eval") return vidfarm::cli::RunEval(args);
+  if (command == "synth") return vidfarm::cli::RunSynth(args);
+  if (command == "analyze") return vidfarm::cli::RunAnalyze(args);
   if (command == "bench") return vidfarm::cli::RunBench(args);
   if (command == "coordinator") return vidfarm::cli::RunCoordinator(args);
   if (command == "worker") return vidfarm::cli::RunWorker(args);

@@ -25,6 +25,23 @@
 namespace vidfarm::cli {
 namespace fs = std::filesystem;
 
+// The first existing <candidate>/<preset> of: the binary's ../models, the source tree's models/.
+std::string DefaultModelsDir(const std::string& preset) {
+  std::vector<fs::path> roots;
+  std::error_code ec;
+  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec) {
+    roots.push_back(exe.parent_path() / ".." / "models");
+    roots.push_back(exe.parent_path() / "models");
+    roots.push_back(exe.parent_path() / ".." / "share" / "vidfarm" / "models");
+  }
+  roots.push_back(fs::path(VIDFARM_SOURCE_DIR) / "models");
+  for (const fs::path& r : roots) {
+    if (fs::is_directory(r / preset, ec)) return fs::weakly_canonical(r / preset, ec).string();
+  }
+  return "";
+}
+
 void SetThreads(int64_t threads) {
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   torch::set_num_threads(static_cast<int>(threads));
@@ -54,23 +71,6 @@ namespace {
 std::string Seconds(double s) {
   if (s < 60) return fmt::format("{:.1f}s", s);
   return fmt::format("{}m{:02d}s", static_cast<int>(s) / 60, static_cast<int>(s) % 60);
-}
-
-// The first existing <candidate>/<preset> of: the binary's ../models, the source tree's models/.
-std::string DefaultModelsDir(const std::string& preset) {
-  std::vector<fs::path> roots;
-  std::error_code ec;
-  fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-  if (!ec) {
-    roots.push_back(exe.parent_path() / ".." / "models");
-    roots.push_back(exe.parent_path() / "models");
-    roots.push_back(exe.parent_path() / ".." / "share" / "vidfarm" / "models");
-  }
-  roots.push_back(fs::path(VIDFARM_SOURCE_DIR) / "models");
-  for (const fs::path& r : roots) {
-    if (fs::is_directory(r / preset, ec)) return fs::weakly_canonical(r / preset, ec).string();
-  }
-  return "";
 }
 
 // Expands "8" or "8,4,4,4,4,4,4" to one value per stage.

@@ -19,7 +19,7 @@ int RunWorker(const std::vector<std::string>& args) {
   o.endpoint = "tcp://127.0.0.1:5555";
   int64_t stage = -1, max_batch = 1, heartbeat_ms = o.heartbeat_ms,
           checkpoint_every = o.checkpoint_every;
-  int64_t threads = 0;
+  int64_t threads = 0, simulate_ms = -1;
   std::string device = "cpu", dtype = "fp32";
   FlagSet flags("vidfarm worker --stage K --connect ENDPOINT [--model PKG]",
                 "Hosts stage K's model and runs the tasks the coordinator leases to it: fetches\n"
@@ -39,6 +39,8 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.Int("checkpoint-every", 0, &checkpoint_every,
             "sampler steps between checkpoints (0 = never)");
   flags.String("id", 0, &o.worker_id, "worker id (default: host-pid-stage-random)");
+  flags.Int("simulate-ms", 0, &simulate_ms,
+            "benchmarks: host no model, answer each task after D ms with a zero video (-1 = off)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "worker", &positional); rc >= 0) return rc;
   if (!positional.empty()) return Fail("worker", "unexpected argument '" + positional[0] + "'", 2);
@@ -48,6 +50,9 @@ int RunWorker(const std::vector<std::string>& args) {
   o.max_batch = static_cast<int>(max_batch);
   o.heartbeat_ms = static_cast<int>(heartbeat_ms);
   o.checkpoint_every = static_cast<int>(checkpoint_every);
+  if (simulate_ms < -1 || simulate_ms > 3600000)
+    return Fail("worker", "--simulate-ms must be in -1..3600000", 2);
+  o.simulate_ms = static_cast<int>(simulate_ms);
   auto dev = models::ParseDevice(device);
   if (!dev.ok()) return Fail("worker", dev.status().message(), 2);
   o.runner.device = *dev;

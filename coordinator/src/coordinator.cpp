@@ -176,6 +176,9 @@ class Coordinator::Impl {
   void OnTimer();
   void DrainEncodes();
   int64_t Now() const { return store_->NowMicros(); }
+  bool SyncStore();
+  bool SendNow(zmq::socket_t& sock, const std::string& identity, const wire::Message& m);
+  void FlushOutbox();
   int64_t LeaseWindowUs() const {
     return static_cast<int64_t>(opts_.heartbeat_ms) * opts_.heartbeat_misses * 1000;
   }
@@ -193,6 +196,7 @@ class Coordinator::Impl {
   void WorkerDead(Worker& w, const std::string& why);
   void StartEncode(Job& job, Video video);
   Result<std::shared_ptr<const std::string>> LoadBlob(const std::string& key);
+  std::shared_ptr<const std::string> CacheBlob(const std::string& key, std::string bytes);
   Result<uint64_t> BlobSize(const std::string& key);
   void ForgetBlob(const std::string& key);
   json JobJson(const Job& job, bool detailed);
@@ -246,6 +250,15 @@ class Coordinator::Impl {
   uint64_t lease_counter_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   int64_t next_heartbeat_us_ = 0;
+  bool unsynced_ = false;  // group commit: a commit since the last sync
+  // Group commit: messages held until the round's sync, in the order they were sent.
+  struct Outgoing {
+    zmq::socket_t* sock;
+    std::string identity;
+    wire::Message m;
+  };
+  std::vector<Outgoing> outbox_;
+  uint64_t commits_ = 0, syncs_ = 0;
 
   // Blob LRU for chunked downloads.
   std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru_;
@@ -444,10 +457,19 @@ Status Coordinator::Impl::Replay() {
 // Applying transitions
 
 Status Coordinator::Impl::Apply(Txn& t) {
-  Status st = store_->Commit(std::move(t.w));
+  const bool empty = t.w.empty();
+  Status st = store_->Commit(std::move(t.w), /*sync=*/!opts_.group_commit);
   if (!st.ok()) {
     VF_LOG_ERROR("coordinator: commit failed: {}", st.ToString());
     return st;
+  }
+  if (!empty) {
+    ++commits_;
+    if (opts_.group_commit) {
+      unsynced_ = true;
+    } else {
+      ++syncs_;
+    }
   }
   for (const auto& key : t.blobs_changed) ForgetBlob(key);
   std::set<std::string> touched;
@@ -835,6 +857,12 @@ Result<std::shared_ptr<const std::string>> Coordinator::Impl::LoadBlob(const std
     return it->second->second;
   }
   VF_ASSIGN_OR_RETURN(std::string bytes, store_->GetBlob(key));
+  return CacheBlob(key, std::move(bytes));
+}
+
+std::shared_ptr<const std::string> Coordinator::Impl::CacheBlob(const std::string& key,
+                                                                std::string bytes) {
+  ForgetBlob(key);
   auto blob = std::make_shared<const std::string>(std::move(bytes));
   blob_sizes_[key] = blob->size();
   if (blob->size() <= opts_.blob_cache_bytes) {
@@ -875,6 +903,9 @@ void Coordinator::Impl::Run() {
       if (Now() >= next_heartbeat_us_) OnTimer();
       DrainEncodes();
       DispatchAll();
+      // One sync for everything this round wrote, then the messages that reveal it. Also
+      // without messages: a worker's RESULT must not wait for some later round to be safe.
+      FlushOutbox();
     } catch (const zmq::error_t& e) {
       if (e.num() == ETERM) break;
       VF_LOG_ERROR("coordinator: zmq error in loop: {}", e.what());
@@ -882,6 +913,20 @@ void Coordinator::Impl::Run() {
       VF_LOG_ERROR("coordinator: error in loop: {}", e.what());
     }
   }
+  if (unsynced_) SyncStore();
+}
+
+// Group commit: one WAL sync makes every commit since the last one durable. On failure the flag
+// stays set and the held messages stay held; the next round tries again.
+bool Coordinator::Impl::SyncStore() {
+  Status st = store_->Sync();
+  if (!st.ok()) {
+    VF_LOG_ERROR("coordinator: syncing the store failed: {}", st.ToString());
+    return false;
+  }
+  unsynced_ = false;
+  ++syncs_;
+  return true;
 }
 
 bool Coordinator::Impl::RecvOne(zmq::socket_t& sock, bool is_api) {
@@ -933,8 +978,56 @@ bool Coordinator::Impl::RecvOne(zmq::socket_t& sock, bool is_api) {
   return true;
 }
 
+// Group commit's rule: a message leaves only after every transition committed before it is
+// durable, so no peer ever acts on state a crash could take back. Such messages wait in the
+// outbox for the round's one sync (FlushOutbox); once one waits, every later one waits behind it,
+// so each peer sees messages in the order they were sent. HEARTBEAT and PUT_ACK (bytes held in
+// memory) reveal nothing stored and go at once when nothing waits. A held message counts as sent;
+// if it then fails, FlushOutbox does what a failed send does here.
 bool Coordinator::Impl::Send(zmq::socket_t& sock, const std::string& identity,
                              const wire::Message& m) {
+  if (!outbox_.empty() ||
+      (unsynced_ && m.command != Command::kHeartbeat && m.command != Command::kPutAck)) {
+    outbox_.push_back({&sock, identity, m});
+    return true;
+  }
+  return SendNow(sock, identity, m);
+}
+
+void Coordinator::Impl::FlushOutbox() {
+  while (unsynced_ || !outbox_.empty()) {
+    if (unsynced_ && !SyncStore()) {
+      if (!outbox_.empty()) {
+        VF_LOG_ERROR("coordinator: {} message(s) held back until the store can be synced",
+                     outbox_.size());
+      }
+      return;
+    }
+    std::vector<Outgoing> out;
+    out.swap(outbox_);  // a failure below may commit and send again: those queue behind
+    for (Outgoing& o : out) {
+      if (SendNow(*o.sock, o.identity, o.m)) continue;
+      if (o.sock == wsock_.get()) {
+        auto w = workers_.find(o.identity);
+        if (w != workers_.end() && !w->second.dead) {
+          WorkerDead(w->second,
+                     fmt::format("unreachable when sending {}", wire::CommandName(o.m.command)));
+        }
+      } else {
+        for (auto it = watchers_.begin(); it != watchers_.end();) {  // a watcher gone
+          auto& list = it->second;
+          list.erase(std::remove_if(list.begin(), list.end(),
+                                    [&](const auto& x) { return x.first == o.identity; }),
+                     list.end());
+          it = list.empty() ? watchers_.erase(it) : std::next(it);
+        }
+      }
+    }
+  }
+}
+
+bool Coordinator::Impl::SendNow(zmq::socket_t& sock, const std::string& identity,
+                                const wire::Message& m) {
   std::vector<std::string> frames = wire::Encode(m);
   try {
     if (!sock.send(zmq::buffer(identity), zmq::send_flags::sndmore | zmq::send_flags::dontwait)) {
@@ -1447,8 +1540,10 @@ void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
     return SendError(*wsock_, w.identity, "storage", "RESULT not stored: " + st.message(),
                      {{"lease", lease_id}});
   }
+  // The next stage's worker fetches this output at once: serve it from memory (the bytes just
+  // stored, which the store checksummed) instead of reading it back and verifying it again.
   for (size_t i = 0; i < tasks.size(); ++i) {
-    if (tasks[i].second) blob_sizes_[OutKey(tasks[i].first, stage)] = (*data)[i].size();
+    if (tasks[i].second) CacheBlob(OutKey(tasks[i].first, stage), std::move((*data)[i]));
   }
   leases_.erase(lease_id);
   w.leases.erase(lease_id);
@@ -1788,7 +1883,9 @@ void Coordinator::Impl::OnStatus(const std::string& id, const std::string& rid,
          {"ready", ready},
          {"leases", leases_.size()},
          {"preset", opts_.preset},
-         {"disk", disk}});
+         {"disk", disk},
+         {"store",
+          {{"commits", commits_}, {"syncs", syncs_}, {"group_commit", opts_.group_commit}}}});
 }
 
 void Coordinator::Impl::OnList(const std::string& id, const std::string& rid,

@@ -423,7 +423,7 @@ Result<uint64_t> Store::StoredChunkCount(const std::string& key) const {
   return count;
 }
 
-Status Store::Commit(WriteTxn&& txn) {
+Status Store::Commit(WriteTxn&& txn, bool sync) {
   if (!txn.status_.ok()) return txn.status_;
   if (txn.empty()) return Status::OK();
   try {
@@ -483,7 +483,7 @@ Status Store::Commit(WriteTxn&& txn) {
       VF_RETURN_NOT_OK(put(rocks_->meta, kMaxSubmitSeqKey, std::to_string(txn.max_submit_seq_)));
 
     rocksdb::WriteOptions wo;
-    wo.sync = true;
+    wo.sync = sync;
     Status st = FromRocks(rocks_->db->Write(wo, &batch), "storage: commit");
     if (!st.ok()) {
       VF_LOG_ERROR("{}", st.ToString());
@@ -502,6 +502,16 @@ Status Store::Commit(WriteTxn&& txn) {
     return Status::ResourceExhausted("storage: out of memory building a commit");
   } catch (const std::exception& e) {
     return Status::Internal(fmt::format("storage: commit: {}", e.what()));
+  }
+}
+
+Status Store::Sync() {
+  try {
+    Status st = FromRocks(rocks_->db->FlushWAL(/*sync=*/true), "storage: syncing the log");
+    if (!st.ok()) VF_LOG_ERROR("{}", st.ToString());
+    return st;
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("storage: sync: {}", e.what()));
   }
 }
 

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 
 namespace {
@@ -183,6 +184,46 @@ TEST_F(CliTest, PlanPaperMatchesTheCascadeTable) {
   ProcResult table = Vidfarm("plan --preset tiny");
   EXPECT_EQ(table.code, 0) << table.out;
   EXPECT_NE(table.out.find("ssr"), std::string::npos) << table.out;
+}
+
+TEST_F(CliTest, SynthThenAnalyzeReadsTheCaptionBackThroughH264) {
+  const std::string caption = "a yellow letter K rotating on a blue background";
+  ProcResult r = Vidfarm("synth " + Quote(caption) + " -o " + Quote(Path("k.mp4")));
+  ASSERT_EQ(r.code, 0) << r.out;
+  nlohmann::json probe = Probe(Path("k.mp4"));
+  EXPECT_EQ(probe["width"], 160);
+  EXPECT_EQ(probe["height"], 96);
+  EXPECT_EQ(probe["nb_read_frames"], "64");
+  r = Vidfarm("analyze --json " + Quote(Path("k.mp4")));
+  ASSERT_EQ(r.code, 0) << r.out;
+  auto j = nlohmann::json::parse(r.out, nullptr, false);
+  ASSERT_FALSE(j.is_discarded()) << r.out;
+  EXPECT_EQ(j["caption"], caption) << r.out;
+  EXPECT_GT(j["consistent_frames"].get<int>(), 56) << r.out;
+
+  r = Vidfarm("synth 'a red circel' -o " + Quote(Path("x.mp4")));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("circel"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(Path("x.mp4")));
+  EXPECT_EQ(Vidfarm("analyze " + Quote(Path("missing.mp4"))).code, 2);
+}
+
+TEST_F(CliTest, SynthRandomWritesClipsAndCaptions) {
+  ProcResult r = Vidfarm("synth --random 3 --seed 4 --frames 8 --height 24 --width 40 --fps 3 "
+                         "--out-dir " + Quote(Path("data")));
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream list(Path("data/captions.jsonl"));
+  std::string line;
+  int n = 0;
+  while (std::getline(list, line)) {
+    auto j = nlohmann::json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    EXPECT_TRUE(fs::exists(Path("data/" + j["file"].get<std::string>()))) << line;
+    EXPECT_EQ(j["caption"].get<std::string>().rfind("a ", 0), 0u) << line;
+    EXPECT_EQ(j["index"], n);
+    ++n;
+  }
+  EXPECT_EQ(n, 3);
 }
 
 }  // namespace

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <map>
 #include <mutex>
+#include <numeric>
 #include <set>
 #include <thread>
 
@@ -213,6 +215,87 @@ TEST(Coordinator, AgingLetsAnOldLowPriorityJobGoFirst) {
   ASSERT_TRUE(w->Expect(Command::kAssign, &a));
   EXPECT_EQ(a.header["tasks"][0]["prompt"], "old");
 }
+
+// Several workers finishing at once put several RESULTs (and the leases that follow) into one
+// loop round. With group commit they share WAL syncs; with or without it, every transition must
+// be stored whole and in order: each job's stage 0 done with its output, stage 1 ready on it, and
+// the event log dense with each job's events in the order they happened.
+void RunBusyRounds(bool group_commit) {
+  Farm farm([&](CoordinatorOptions& o) { o.group_commit = group_commit; });
+  ASSERT_TRUE(farm.Start());
+  constexpr int kWorkers = 6, kJobs = 36;
+  std::vector<std::unique_ptr<FakeWorker>> workers;
+  for (int i = 0; i < kWorkers; ++i) workers.push_back(farm.Worker(0, 1, "w" + std::to_string(i)));
+  std::vector<json> specs;
+  for (int i = 0; i < kJobs; ++i) specs.push_back(Spec("job " + std::to_string(i)));
+  const auto ids = farm.Submit(specs);
+  ASSERT_EQ(ids.size(), static_cast<size_t>(kJobs));
+  std::vector<int> ran(kWorkers, 0);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kWorkers; ++i) {
+    threads.emplace_back([&, i] {
+      for (;;) {
+        workers[i]->Ready();
+        auto m = workers[i]->Recv(1000);
+        if (!m) return;  // no work left
+        if (m->command != Command::kAssign) continue;
+        EXPECT_TRUE(workers[i]->Complete(*m, 0.01f * static_cast<float>(i)));
+        ++ran[i];
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(std::accumulate(ran.begin(), ran.end(), 0), kJobs);
+  for (const auto& id : ids) {
+    const int64_t deadline = NowMs() + 5000;
+    while (NowMs() < deadline && farm.Job(id)["stages_done"] != 1) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    ASSERT_EQ(farm.Job(id)["stages_done"], 1) << id;
+  }
+  auto status = farm.client->Call(Command::kStatus, json::object());
+  ASSERT_TRUE(status.ok());
+  const json store_info = (*status)["store"];
+  EXPECT_EQ(store_info["group_commit"], group_commit);
+  const auto commits = store_info["commits"].get<uint64_t>();
+  const auto syncs = store_info["syncs"].get<uint64_t>();
+  EXPECT_GE(commits, static_cast<uint64_t>(kJobs + 1));  // a SUBMIT, a RESULT per job, leases
+  EXPECT_GE(syncs, 1u);
+  if (group_commit) {
+    EXPECT_LE(syncs, commits);
+  } else {
+    EXPECT_EQ(syncs, commits);
+  }
+  farm.Stop();
+
+  auto store = OpenStore(farm.dir.db());
+  ASSERT_TRUE(store);
+  for (const auto& id : ids) {
+    auto tasks = store->GetTasks(id);
+    ASSERT_TRUE(tasks.ok());
+    ASSERT_EQ(tasks->size(), 7u);
+    EXPECT_EQ((*tasks)[0].state, storage::TaskState::kDone) << id;
+    EXPECT_EQ((*tasks)[0].output_blob, id + "/0/out");
+    EXPECT_TRUE(*store->HasBlob(id + "/0/out")) << id;
+    EXPECT_EQ((*tasks)[1].state, storage::TaskState::kReady) << id;
+    EXPECT_EQ((*tasks)[1].input_blob, id + "/0/out");
+    EXPECT_EQ(store->GetJob(id)->stages_done, 1);
+  }
+  std::vector<storage::Event> events;
+  ASSERT_TRUE(store->ReadEvents(0, 100000, &events).ok());
+  std::map<std::string, std::vector<std::string>> by_job;
+  for (size_t i = 0; i < events.size(); ++i) {
+    EXPECT_EQ(events[i].seq, i + 1);
+    by_job[events[i].job_id].push_back(events[i].type);
+  }
+  ASSERT_EQ(by_job.size(), static_cast<size_t>(kJobs));
+  for (const auto& [job, types] : by_job) {
+    EXPECT_EQ(types, (std::vector<std::string>{"submitted", "stage_started", "stage_done"})) << job;
+  }
+}
+
+TEST(Coordinator, GroupCommitStoresEveryTransitionOfBusyRoundsInOrder) { RunBusyRounds(true); }
+TEST(Coordinator, SyncPerTransitionStoresTheSame) { RunBusyRounds(false); }
 
 TEST(Coordinator, StagesOfDifferentJobsRunAtOnce) {
   Farm farm;

@@ -2,11 +2,8 @@
 // on 127.0.0.1 (ports picked at run time), driven with the client commands. Videos are compared
 // frame by frame (ffmpeg -f framemd5) with the in-process `vidfarm render` of the same prompt and
 // seed. Tiny preset, random weights, few steps.
-#include <gtest/gtest.h>
-
-#include "test_util.h"
-#include <nlohmann/json.hpp>
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -18,11 +15,14 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <regex>
 #include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "test_util.h"
 
 extern char** environ;
 
@@ -150,7 +150,8 @@ class FarmTest : public ::testing::Test {
         json j = json::parse(r.out, nullptr, false);
         size_t done = 0;
         for (const auto& job : j["jobs"]) {
-          if (std::find(jobs.begin(), jobs.end(), job["id"].get<std::string>()) == jobs.end()) continue;
+          if (std::find(jobs.begin(), jobs.end(), job["id"].get<std::string>()) == jobs.end())
+            continue;
           EXPECT_NE(job["state"], "failed") << job.dump();
           if (job["state"] == "failed") return false;
           done += job["state"] == "done";
@@ -176,8 +177,10 @@ class FarmTest : public ::testing::Test {
     auto it = reference_.find(key);
     if (it != reference_.end()) return it->second;
     const std::string out = Path("ref-" + std::to_string(reference_.size()) + ".mp4");
+    // Its own database: the default one under $HOME is locked while another test renders.
     Output r = Sh(kBin + " render " + Quote(prompt) + " --random-weights -q --threads 1 --seed " +
-                  std::to_string(seed) + " --steps " + kSteps + " -o " + Quote(out));
+                  std::to_string(seed) + " --steps " + kSteps + " --db " + Quote(Path("refdb")) +
+                  " -o " + Quote(out));
     EXPECT_EQ(r.code, 0) << r.out;
     return reference_[key] = FrameMd5(out);
   }
@@ -199,8 +202,10 @@ TEST_F(FarmTest, TwentyJobsThroughSevenWorkerProcessesMatchTheEmbeddedRender) {
   StartCoordinator();
   StartAllWorkers();
   const std::vector<std::pair<std::string, int>> kinds = {
-      {"a red circle moving right", 1}, {"a blue star rotating", 2},
-      {"a yellow letter K growing on a green background", 3}, {"a white square moving up", 4}};
+      {"a red circle moving right", 1},
+      {"a blue star rotating", 2},
+      {"a yellow letter K growing on a green background", 3},
+      {"a white square moving up", 4}};
   std::vector<std::string> jobs;
   std::vector<size_t> kind_of;
   for (int i = 0; i < 20; ++i) {
@@ -267,7 +272,8 @@ TEST_F(FarmTest, KilledCoordinatorRestartsOnTheSameDatabaseAndEveryJobCompletes)
   ASSERT_EQ(worker_ep_, listen);
   ASSERT_TRUE(WaitDone(jobs, 600)) << Client("status").out << coordinator_->Log();
   for (size_t i = 0; i < jobs.size(); ++i) {
-    EXPECT_EQ(Fetched(jobs[i]), Reference("an orange circle moving down", 20 + static_cast<int>(i)));
+    EXPECT_EQ(Fetched(jobs[i]),
+              Reference("an orange circle moving down", 20 + static_cast<int>(i)));
   }
 }
 
@@ -345,7 +351,8 @@ TEST_F(FarmTest, ClientErrorsAreClear) {
   EXPECT_EQ(r.code, 2);
   EXPECT_NE(r.out.find(":2:"), std::string::npos) << r.out;
   EXPECT_EQ(json::parse(Client("list --json").out)["total"], 0) << "a bad file queued jobs";
-  std::ofstream(Path("good.jsonl")) << "{\"prompt\": \"a red circle\"}\n\n{\"prompt\": \"a blue square\", \"priority\": 3}\n";
+  std::ofstream(Path("good.jsonl"))
+      << "{\"prompt\": \"a red circle\"}\n\n{\"prompt\": \"a blue square\", \"priority\": 3}\n";
   r = Client("submit --file " + Path("good.jsonl"));
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2);

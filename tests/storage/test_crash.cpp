@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -21,7 +22,7 @@ constexpr const char* kJobId = "j-000000000001-c0de";
 
 // Transition i (1-based) of the child's script: job progress, the task for stage (i-1)%7 moves
 // on, one event, and a blob that is replaced each time; all in one WriteTxn.
-Status CommitTransition(Store& store, int i) {
+Status CommitTransition(Store& store, int i, bool sync = true) {
   WriteTxn txn = store.NewTxn();
   JobRecord job;
   job.id = kJobId;
@@ -38,11 +39,12 @@ Status CommitTransition(Store& store, int i) {
   txn.PutTask(task);
   VF_RETURN_NOT_OK(txn.PutBlob("latent", std::string(1000 + i, static_cast<char>(i))));
   txn.AppendEvent(kJobId, "progress", {{"i", i}});
-  return store.Commit(std::move(txn));
+  return store.Commit(std::move(txn), sync);
 }
 
 // Runs only as the child (the parent execs this binary with the environment set). It acks each
-// commit with one byte on VF_CRASH_ACK_FD, after Commit returned.
+// commit with one byte on VF_CRASH_ACK_FD, after Commit returned. With VF_CRASH_GROUP=n (group
+// commit) it commits unsynced and acks every n commits together, after the Store::Sync for them.
 TEST(StorageCrashChild, DISABLED_Run) {
   const char* dir = std::getenv("VF_CRASH_DIR");
   const char* k = std::getenv("VF_CRASH_K");
@@ -54,16 +56,20 @@ TEST(StorageCrashChild, DISABLED_Run) {
   auto store = Store::Open(o);
   if (!store.ok()) _exit(3);
   int limit = std::atoi(k), fd = std::atoi(ack);
+  const char* group_env = std::getenv("VF_CRASH_GROUP");
+  const int group = group_env ? std::atoi(group_env) : 0;
   for (int i = 1; limit == 0 || i <= limit; ++i) {
-    if (!CommitTransition(**store, i).ok()) _exit(4);
-    char c = 1;
-    if (write(fd, &c, 1) != 1) _exit(5);
+    if (!CommitTransition(**store, i, /*sync=*/group == 0).ok()) _exit(4);
+    if (group > 0 && i % group != 0) continue;
+    if (group > 0 && !(*store)->Sync().ok()) _exit(6);
+    const std::string acks(static_cast<size_t>(std::max(group, 1)), '\1');
+    if (write(fd, acks.data(), acks.size()) != static_cast<ssize_t>(acks.size())) _exit(5);
   }
   raise(SIGKILL);  // no destructor, no close, no flush
 }
 
 // Starts the child; returns its pid and the read end of the ack pipe.
-pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd) {
+pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd, int group = 0) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
@@ -74,6 +80,7 @@ pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd) {
     setenv("VF_CRASH_DIR", dir.c_str(), 1);
     setenv("VF_CRASH_K", std::to_string(k).c_str(), 1);
     setenv("VF_CRASH_ACK_FD", std::to_string(fds[1]).c_str(), 1);
+    if (group > 0) setenv("VF_CRASH_GROUP", std::to_string(group).c_str(), 1);
     // exec, so the child is a clean process (no inherited RocksDB threads or locks).
     execl("/proc/self/exe", "test_storage", "--gtest_filter=StorageCrashChild.DISABLED_Run",
           "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
@@ -158,6 +165,54 @@ TEST(StorageCrash, ChildKilledMidStreamLeavesAWholePrefix) {
   int m = job->stages_done;
   EXPECT_GE(m, 40);  // every acknowledged commit is there
   ExpectStateAfter(*store, m);
+}
+
+// Group commit: unsynced commits, one Sync per 5. A kill lands anywhere (inside a commit or a
+// Sync); every commit acknowledged after its Sync is there, and what is there is a whole prefix.
+TEST(StorageCrash, GroupCommitChildKilledMidStreamLeavesAWholePrefixWithEverySyncedCommit) {
+  TempDir dir;
+  int ack = -1;
+  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack, /*group=*/5);
+  ASSERT_GT(pid, 0);
+  int acks = 0;
+  char c;
+  while (acks < 40 && read(ack, &c, 1) == 1) ++acks;
+  kill(pid, SIGKILL);
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  close(ack);
+  ASSERT_EQ(acks, 40) << "child died early, status " << status;
+
+  StoreOptions o;
+  o.path = dir.db();
+  auto store = testing::OpenOrDie(o);
+  ASSERT_TRUE(store);
+  auto job = store->GetJob(kJobId);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  int m = job->stages_done;
+  EXPECT_GE(m, 40);
+  ExpectStateAfter(*store, m);
+}
+
+TEST(StorageCrash, UnsyncedCommitsAreReadableAtOnceAndKeepEventOrder) {
+  TempDir dir;
+  StoreOptions o;
+  o.path = dir.db();
+  {
+    auto store = testing::OpenOrDie(o);
+    ASSERT_TRUE(store);
+    for (int i = 1; i <= 9; ++i) {
+      ASSERT_TRUE(CommitTransition(*store, i, /*sync=*/i % 3 == 0).ok()) << i;
+      auto job = store->GetJob(kJobId);
+      ASSERT_TRUE(job.ok());
+      EXPECT_EQ(job->stages_done, i);  // visible before any Sync
+    }
+    ASSERT_TRUE(store->Sync().ok());
+    ExpectStateAfter(*store, 9);
+  }
+  auto store = testing::OpenOrDie(o);
+  ASSERT_TRUE(store);
+  ExpectStateAfter(*store, 9);
 }
 
 }  // namespace

@@ -481,6 +481,59 @@ TEST_F(WorkerTest, CancelMidStageSendsReadyWithoutResult) {
   }
 }
 
+// Simulate mode (benchmarks): no model, the real protocol. The input is still fetched, and the
+// answer is a zero video of the stage's output shape, sent no sooner than simulate_ms.
+TEST_F(WorkerTest, SimulateModeFetchesInputsAndAnswersWithAZeroVideoAfterTheDelay) {
+  WorkerOptions o = Options(2);
+  o.simulate_ms = 150;
+  o.chunk_bytes = 8192;
+  RunningWorker w(o, ctx_);
+  auto ready = fake_.Expect(Command::kReady);
+  ASSERT_TRUE(ready);
+  const models::StageSpec& s = preset_.stages[2];
+  EXPECT_EQ(ready->header["model_sha256"], "simulated");
+  EXPECT_EQ(ready->header["shape"]["frames"], s.frames);
+  EXPECT_EQ(ready->header["shape"]["width"], s.width);
+  const std::string bytes = wire::EncodeVideo(Input(2));
+  fake_.blobs["in-2"] = bytes;
+  const auto assigned = Clock::now();
+  Assign("L-sim", 2,
+         {TaskJson(2, Spec(2, 3, 5, "simulated"), "in-2", static_cast<int64_t>(bytes.size()))});
+  auto result = fake_.Expect(Command::kResult);
+  ASSERT_TRUE(result);
+  EXPECT_GE(Clock::now() - assigned, milliseconds(150));
+  EXPECT_EQ(result->header["lease"], "L-sim");
+  EXPECT_EQ(fake_.chunks_served, static_cast<int>((bytes.size() + 8191) / 8192));
+  const Video out = Uploaded(*result);
+  EXPECT_TRUE(SameVideo(out, Video(3, s.frames, s.height, s.width, s.fps)));
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  EXPECT_EQ(w.worker().stats().done, 1);
+}
+
+TEST_F(WorkerTest, SimulateModeCancelEndsTheWaitWithoutAResult) {
+  WorkerOptions o = Options(0);
+  o.simulate_ms = 60000;
+  RunningWorker w(o, ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  Assign("L-sim-long", 0, {TaskJson(0, Spec(0, 3, 1, "long"))});
+  std::this_thread::sleep_for(milliseconds(100));
+  fake_.Send(Command::kCancel, {{"lease", "L-sim-long"}, {"reason", "job cancelled"}});
+  auto ready = fake_.Expect(Command::kReady, milliseconds(5000));
+  ASSERT_TRUE(ready);
+  EXPECT_FALSE(ready->header.contains("lease"));
+  for (const Message& m : fake_.seen) EXPECT_NE(m.command, Command::kResult);
+  EXPECT_EQ(w.worker().stats().done, 0);
+}
+
+TEST_F(WorkerTest, SimulateModeRefusesAModelPackage) {
+  WorkerOptions o = Options(0);
+  o.simulate_ms = 0;
+  o.package_dir = "/nonexistent/package";
+  auto w = Worker::Create(o, &ctx_);
+  ASSERT_FALSE(w.ok());
+  EXPECT_TRUE(w.status().IsInvalidArgument()) << w.status().ToString();
+}
+
 TEST_F(WorkerTest, HeartbeatsKeepFlowingDuringALongStage) {
   WorkerOptions o = Options(0);
   o.heartbeat_ms = 50;

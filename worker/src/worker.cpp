@@ -241,7 +241,9 @@ class Worker::Impl {
   WorkerOptions opt;
   zmq::context_t* ctx = nullptr;
   std::unique_ptr<zmq::context_t> own_ctx;
-  std::unique_ptr<models::StageRunner> runner;
+  std::unique_ptr<models::StageRunner> runner;  // null in simulate mode
+  models::StageSpec spec;        // the runner's spec, or the preset's in simulate mode
+  std::string simulated_output;  // simulate mode: the encoded answer per task
   std::string model_sha;
   std::string host;
   int wake_read = -1, wake_write = -1;
@@ -272,6 +274,7 @@ class Worker::Impl {
 
   void ComputeLoop();
   void RunJob(const ComputeJob& job);
+  void SimulateJob(const ComputeJob& job);
   void Post(ComputeEvent ev) {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -380,7 +383,8 @@ void Worker::Impl::ComputeLoop() {
 }
 
 void Worker::Impl::RunJob(const ComputeJob& job) {
-  const double fps = runner->spec().fps;
+  if (opt.simulate_ms >= 0) return SimulateJob(job);
+  const double fps = spec.fps;
   std::vector<std::string> outputs(job.num_tasks);
   try {
     for (const ComputeGroup& g : job.groups) {
@@ -443,6 +447,29 @@ void Worker::Impl::RunJob(const ComputeJob& job) {
   Post(std::move(ev));
 }
 
+// Simulate mode: the lease takes opt.simulate_ms (in slices, so a cancel or Stop ends it early)
+// and every task gets the same constant video of the stage's output shape.
+void Worker::Impl::SimulateJob(const ComputeJob& job) {
+  const auto until = Clock::now() + std::chrono::milliseconds(opt.simulate_ms);
+  for (auto now = Clock::now(); now < until; now = Clock::now()) {
+    if (job.cancel->load() || stop.load()) {
+      ComputeEvent ev;
+      ev.kind = ComputeEvent::Kind::kFailed;
+      ev.gen = job.gen;
+      ev.status = Status::Cancelled("simulated task cancelled");
+      Post(std::move(ev));
+      return;
+    }
+    std::this_thread::sleep_for(
+        std::min<Clock::duration>(until - now, std::chrono::milliseconds(5)));
+  }
+  ComputeEvent ev;
+  ev.kind = ComputeEvent::Kind::kDone;
+  ev.gen = job.gen;
+  ev.blobs.assign(job.num_tasks, simulated_output);
+  Post(std::move(ev));
+}
+
 // ---------------------------------------------------------------------------------------------
 // Socket thread
 
@@ -467,7 +494,7 @@ bool Worker::Impl::Send(Command c, nlohmann::json header, std::string payload, b
 }
 
 void Worker::Impl::SendReady() {
-  const models::StageSpec& s = runner->spec();
+  const models::StageSpec& s = spec;
   nlohmann::json h = {
       {"worker_id", opt.worker_id},
       {"host", host},
@@ -640,7 +667,7 @@ void Worker::Impl::HandleAssign(const Message& m) {
           fmt::format("ASSIGN of {} tasks exceeds max_batch {}", it->size(), opt.max_batch));
     }
     for (const nlohmann::json& t : *it) {
-      auto task = ParseTask(t, opt.stage, opt.preset, runner->spec());
+      auto task = ParseTask(t, opt.stage, opt.preset, spec);
       if (!task.ok()) return task.status().WithContext("ASSIGN");
       lease_->tasks.push_back(std::move(*task));
     }
@@ -734,7 +761,21 @@ void Worker::Impl::HandleChunk(const Message& m) {
 
 void Worker::Impl::StartCompute() {
   Lease& l = *lease_;
-  const models::StageSpec& s = runner->spec();
+  const models::StageSpec& s = spec;
+  if (opt.simulate_ms >= 0) {  // no model: the inputs were fetched, nothing is decoded
+    l.downloads.clear();
+    l.computing = true;
+    ComputeJob job;
+    job.gen = l.gen;
+    job.num_tasks = l.tasks.size();
+    job.cancel = l.cancel;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      job_ = std::move(job);
+    }
+    cv_.notify_one();
+    return;
+  }
   auto build = [&]() -> Result<std::vector<ComputeGroup>> {
     std::vector<ComputeGroup> groups;
     std::map<std::tuple<uint64_t, int, std::string>, size_t> by_key;
@@ -1039,8 +1080,8 @@ Status Worker::Impl::Run() {
     lease_.reset();
     const auto hb = std::chrono::milliseconds(std::max(1, opt.heartbeat_ms));
     const auto silence = hb * std::max(1, opt.heartbeat_misses);
-    VF_LOG_INFO("worker {}: stage {} ({}) connecting to {}", opt.worker_id, opt.stage,
-                runner->spec().name, opt.endpoint);
+    VF_LOG_INFO("worker {}: stage {} ({}) connecting to {}", opt.worker_id, opt.stage, spec.name,
+                opt.endpoint);
     SendReady();
     last_recv_ = Clock::now();
     auto next_heartbeat = Clock::now() + hb;
@@ -1133,6 +1174,8 @@ Result<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options, zmq
   if (o.chunk_bytes < 1) return Status::InvalidArgument("worker: chunk_bytes must be positive");
   if (o.transfer_retry_ms < 0)
     return Status::InvalidArgument("worker: transfer_retry_ms must be >= 0");
+  if (o.simulate_ms >= 0 && !o.package_dir.empty())
+    return Status::InvalidArgument("worker: simulate mode takes no model package");
   VF_ASSIGN_OR_RETURN(models::CascadePreset preset, models::GetPreset(o.preset));
   if (o.stage < 0 || o.stage >= static_cast<int>(preset.stages.size())) {
     return Status::InvalidArgument(
@@ -1140,13 +1183,20 @@ Result<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options, zmq
                     o.preset, preset.stages.size() - 1));
   }
   const models::StageSpec& spec = preset.stages[static_cast<size_t>(o.stage)];
+  impl->spec = spec;
   impl->host = HostName();
   if (o.worker_id.empty()) {
     o.worker_id = fmt::format("{}-{}-{}-{}", impl->host, getpid(), o.stage, RandomHex(6));
   }
 
   models::ModelPackage package;
-  if (!o.package_dir.empty()) {
+  if (o.simulate_ms >= 0) {
+    impl->model_sha = "simulated";
+    impl->simulated_output =
+        wire::EncodeVideo(Video(preset.channels, spec.frames, spec.height, spec.width, spec.fps));
+    VF_LOG_WARN("worker {}: SIMULATED stage {} ({}): no model, each task answers after {} ms",
+                o.worker_id, o.stage, spec.name, o.simulate_ms);
+  } else if (!o.package_dir.empty()) {
     auto loaded = models::LoadPackage(o.package_dir, spec, o.runner.device);
     if (!loaded.ok()) {
       return loaded.status().WithContext(
@@ -1167,8 +1217,11 @@ Result<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options, zmq
         "noise-like",
         o.worker_id, o.stage, spec.name);
   }
-  VF_ASSIGN_OR_RETURN(impl->runner,
-                      models::StageRunner::Create(std::move(package), preset, o.runner));
+  if (o.simulate_ms < 0) {
+    VF_ASSIGN_OR_RETURN(impl->runner,
+                        models::StageRunner::Create(std::move(package), preset, o.runner));
+    impl->spec = impl->runner->spec();  // the model's own spec, as before simulate mode existed
+  }
 
   int fds[2];
   if (pipe(fds) != 0) return Status::IOError("worker: cannot create the wake-up pipe");

@@ -30,6 +30,7 @@
 //   PUT of bytes already received (a re-sent chunk) is answered with PUT_ACK again, not appended.
 //
 // Lease stall: see CoordinatorOptions::lease_stall_seconds.
+// Group commit: see CoordinatorOptions::group_commit. STATUS reports {store: {commits, syncs}}.
 //   EVENT {rid, job, type, data}; types: submitted, stage_started, progress, checkpoint,
 //     stage_done, requeued, encoding, paused, resumed, retried, done, failed, cancelled (the last
 //     three are terminal; the WATCH ends with one).
@@ -83,6 +84,12 @@ struct CoordinatorOptions {
   // message cannot hold a task forever. Must exceed the longest sampler step (each step sends
   // PROGRESS). 0 = never.
   double lease_stall_seconds = 120;
+  // Default: true. Group commit: each transition is still one WriteBatch, written unsynced; the
+  // write-ahead log is synced once at the end of every loop round that wrote, and messages sent
+  // after a write (all but HEARTBEAT and PUT_ACK, and anything behind a held one) are held until
+  // that sync: nothing leaves before the state it could reveal is durable. false: every
+  // transition is synced on its own, messages go at once.
+  bool group_commit = true;
 };
 
 class Coordinator {

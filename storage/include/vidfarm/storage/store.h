@@ -1,5 +1,9 @@
-// The farm's durable state in one RocksDB database. Every state change is one synced WriteBatch
-// (a WriteTxn passed to Store::Commit), so a crash leaves either all of a transition or none.
+// The farm's durable state in one RocksDB database. Every state change is one WriteBatch (a
+// WriteTxn passed to Store::Commit), so a crash leaves either all of a transition or none. A commit
+// is synced on its own, or (group commit) written unsynced and made durable, together with every
+// commit before it, by the next Store::Sync: a crash before that Sync keeps a prefix of those
+// commits, each whole or absent (the write-ahead log is replayed up to its first incomplete
+// record).
 //
 // Column families and key layout:
 //   jobs    job id -> JobRecord JSON
@@ -116,9 +120,12 @@ class Store {
   Store& operator=(const Store&) = delete;
 
   WriteTxn NewTxn() const { return WriteTxn(options_.blob_chunk_bytes, options_.max_blob_bytes); }
-  // One synced WriteBatch. Thread-safe; commits are serialised so event seqs are dense and ordered.
-  // ResourceExhausted when the disk is full.
-  Status Commit(WriteTxn&& txn);
+  // One WriteBatch, synced unless `sync` is false (then durable after the next Sync()).
+  // Thread-safe; commits are serialised so event seqs are dense and ordered. ResourceExhausted when
+  // the disk is full.
+  Status Commit(WriteTxn&& txn, bool sync = true);
+  // Makes every earlier commit durable: one fsync of the write-ahead log.
+  Status Sync();
 
   Result<JobRecord> GetJob(const std::string& id) const;
   Result<TaskRecord> GetTask(const std::string& job_id, int stage) const;

@@ -49,6 +49,10 @@ struct WorkerOptions {
   int progress_interval_ms = 200;
   // Default: "<host>-<pid>-<stage>-<random>".
   std::string worker_id;
+  // Default: -1 = off. Benchmarks only: >= 0 hosts no model (none is built or loaded, the READY
+  // says model "simulated") and answers each task after this many ms with a zero video of the
+  // stage's output shape, over the same protocol (inputs are fetched, the result is uploaded).
+  int simulate_ms = -1;
 };
 
 // The stage's sampling settings for one job: the JobSpec's per-stage values override the preset

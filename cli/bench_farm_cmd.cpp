@@ -1,0 +1,685 @@
+// `vidfarm bench dispatch|overhead|pipeline`: the farm's benchmarks. They print figures; judging
+// them is left to the reader (they are not timed tests).
+#include <fmt/format.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <numeric>
+#include <thread>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include "commands.h"
+#include "flags.h"
+#include "vidfarm/common/cascade_table.h"
+#include "vidfarm/common/job_spec.h"
+#include "vidfarm/common/log.h"
+#include "vidfarm/common/video_io.h"
+#include "vidfarm/common/wire.h"
+#include "vidfarm/coordinator/client.h"
+#include "vidfarm/coordinator/coordinator.h"
+#include "vidfarm/stage_models/cascade.h"
+#include "vidfarm/worker/worker.h"
+
+namespace vidfarm::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+int64_t NowUs() {
+  return std::chrono::duration_cast<std::chrono::microseconds>(Clock::now().time_since_epoch())
+      .count();
+}
+double Seconds(Clock::time_point a, Clock::time_point b) {
+  return std::chrono::duration<double>(b - a).count();
+}
+
+// q in [0, 1] of a sample (nearest rank); 0 for an empty one.
+double Quantile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  return v[i];
+}
+double Median(const std::vector<double>& v) { return Quantile(v, 0.5); }
+
+std::string LoadLine() {
+  double l[3] = {0, 0, 0};
+  if (getloadavg(l, 3) != 3) return "load average unknown";
+  return fmt::format("load average {:.2f} {:.2f} {:.2f}, {} cores", l[0], l[1], l[2],
+                     std::thread::hardware_concurrency());
+}
+
+// A temp dir under $TMPDIR (or /tmp), removed with everything in it.
+class BenchDir {
+ public:
+  static Result<std::unique_ptr<BenchDir>> Make(const std::string& prefix) {
+    const char* base = std::getenv("TMPDIR");
+    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/" + prefix + "-XXXXXX";
+    if (mkdtemp(tmpl.data()) == nullptr) return Status::IOError("cannot create a temp dir");
+    return std::unique_ptr<BenchDir>(new BenchDir(tmpl));
+  }
+  ~BenchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  explicit BenchDir(std::string p) : path_(std::move(p)) {}
+  std::string path_;
+};
+
+// Polls WORKERS until `n` workers are registered (idle or busy).
+Status WaitForWorkers(coordinator::Client& client, int n, int timeout_ms) {
+  const auto deadline = Clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Clock::now() < deadline) {
+    VF_ASSIGN_OR_RETURN(json r, client.Call(wire::Command::kWorkers, json::object()));
+    int live = 0;
+    for (const auto& w : r["workers"]) {
+      const std::string s = w.value("state", "");
+      live += s == "idle" || s == "busy";
+    }
+    if (live >= n) return Status::OK();
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return Status::TimedOut(fmt::format("fewer than {} workers registered", n));
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench dispatch
+
+// A no-op stage worker on its own DEALER socket and thread, speaking the worker protocol without
+// a model (the cheapest client that is still the real protocol): READY → ASSIGN → PUT of a
+// constant stage video → PUT_ACK → RESULT + READY. It keeps what the benchmark measures.
+struct NoopWorker {
+  struct Shared {
+    std::string endpoint;
+    std::string preset;
+    CascadeStageShape shape{};
+    std::string result;  // encoded output video of the stage
+    std::atomic<bool> stop{false};
+    std::atomic<int64_t> results{0};   // RESULTs sent, all workers
+    std::atomic<int64_t> errors{0};    // ERROR / CANCEL answers, all workers
+    std::atomic<int64_t> phase_us{0};  // turnarounds are kept for READYs sent after this
+  };
+  int index = 0;
+  Shared* shared = nullptr;
+  std::vector<double> turnaround_us;                      // READY sent → ASSIGN received
+  std::vector<std::pair<std::string, int64_t>> assigned;  // job id, ASSIGN received (µs)
+  std::string failure;
+
+  void Main(zmq::context_t* ctx) {
+    try {
+      Loop(ctx);
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+  }
+
+ private:
+  void Send(zmq::socket_t& s, wire::Command c, json h, std::vector<std::string> payload = {}) {
+    const auto frames = wire::Encode(wire::Message{c, std::move(h), std::move(payload)});
+    std::vector<zmq::message_t> parts;
+    for (const auto& f : frames) parts.emplace_back(f.data(), f.size());
+    (void)zmq::send_multipart(s, parts);
+  }
+
+  void Loop(zmq::context_t* ctx) {
+    const CascadeStageShape& sh = shared->shape;
+    zmq::socket_t sock(*ctx, zmq::socket_type::dealer);
+    sock.set(zmq::sockopt::linger, 0);
+    sock.connect(shared->endpoint);
+    const json ready = {
+        {"worker_id", fmt::format("noop-{}", index)},
+        {"host", "127.0.0.1"},
+        {"pid", static_cast<int64_t>(getpid())},
+        {"stage", 0},
+        {"preset", shared->preset},
+        {"model_sha256", "noop"},
+        {"max_batch", 1},
+        {"shape",
+         {{"frames", sh.frames}, {"height", sh.height}, {"width", sh.width}, {"fps", sh.fps}}}};
+    Send(sock, wire::Command::kReady, ready);
+    int64_t ready_us = NowUs();
+    int64_t next_heartbeat = ready_us + 500000;
+    uint64_t seq = 0;
+    std::string lease, upload;
+    while (!shared->stop.load()) {
+      zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(20));
+      const int64_t now = NowUs();
+      if (now >= next_heartbeat) {
+        Send(sock, wire::Command::kHeartbeat, json::object());
+        next_heartbeat = now + 500000;
+      }
+      if (!(item.revents & ZMQ_POLLIN)) continue;
+      for (;;) {
+        std::vector<zmq::message_t> parts;
+        if (!zmq::recv_multipart(sock, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
+        std::vector<std::string> frames;
+        for (const auto& p : parts) frames.push_back(p.to_string());
+        auto m = wire::Decode(frames);
+        if (!m.ok()) continue;
+        const int64_t t = NowUs();
+        switch (m->command) {
+          case wire::Command::kAssign: {
+            if (ready_us >= shared->phase_us.load())
+              turnaround_us.push_back(static_cast<double>(t - ready_us));
+            lease = m->header.value("lease", "");
+            for (const auto& task : m->header["tasks"]) assigned.emplace_back(task["job"], t);
+            upload = fmt::format("noop-{}-{}", index, ++seq);
+            Send(sock, wire::Command::kPut,
+                 {{"upload", upload}, {"offset", 0}, {"total", shared->result.size()}},
+                 {shared->result});
+            break;
+          }
+          case wire::Command::kPutAck:
+            Send(sock, wire::Command::kResult, {{"lease", lease}, {"uploads", {upload}}});
+            shared->results.fetch_add(1);
+            Send(sock, wire::Command::kReady, ready);
+            ready_us = NowUs();
+            break;
+          case wire::Command::kError:
+          case wire::Command::kCancel:
+            shared->errors.fetch_add(1);
+            Send(sock, wire::Command::kReady, ready);
+            ready_us = NowUs();
+            break;
+          default:
+            break;
+        }
+      }
+    }
+  }
+};
+
+int RunBenchDispatch(const std::vector<std::string>& args) {
+  int64_t tasks = 5000, workers = 8, batch = 500, latency_tasks = 500;
+  double rate = 200;
+  bool per_transition = false;
+  FlagSet flags(
+      "vidfarm bench dispatch [--tasks 5000] [--workers 8] [--latency-tasks 500] [--rate 200]",
+      "Tasks per second through the coordinator with a no-op stage. Starts a coordinator in\n"
+      "this process on tcp://127.0.0.1 with a fresh RocksDB in a temp dir, and --workers\n"
+      "no-op stage-0 workers (one thread and one DEALER socket each) that answer every\n"
+      "ASSIGN at once over the real protocol: PUT of a constant stage-0 video (23 KB for\n"
+      "tiny), PUT_ACK, RESULT, READY. Each job is one task for them (stages 1..6 have no\n"
+      "workers, so jobs stop there).\n"
+      "\n"
+      "Throughput: --tasks jobs submitted in SUBMITs of --batch; tasks/s = tasks / (first\n"
+      "SUBMIT sent → a STATUS showing every stage-0 result stored). Its 'turnaround' is,\n"
+      "per task, a worker's READY sent → its next ASSIGN received while tasks are queued.\n"
+      "\n"
+      "Assignment latency: then --latency-tasks jobs are submitted one per SUBMIT at --rate\n"
+      "per second, with idle workers waiting; latency = SUBMIT sent by the client → ASSIGN\n"
+      "received by a worker, i.e. the task becoming ready (committed) and being leased,\n"
+      "both synced, plus the messages. p50/p99 are nearest-rank.\n"
+      "\n"
+      "With --per-transition the coordinator syncs every transition on its own (the old\n"
+      "rule) instead of once per loop round (group commit); run both to compare.");
+  flags.Int("tasks", 'n', &tasks, "tasks for the throughput run");
+  flags.Int("workers", 'w', &workers, "no-op workers");
+  flags.Int("batch", 0, &batch, "jobs per SUBMIT in the throughput run");
+  flags.Int("latency-tasks", 0, &latency_tasks, "tasks for the latency run (0 = skip)");
+  flags.Double("rate", 0, &rate, "submissions per second in the latency run");
+  flags.Bool("per-transition", 0, &per_transition, "one synced commit per transition");
+  std::vector<std::string> positional;
+  if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
+  if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 || !(rate > 0)) {
+    return Fail("bench",
+                "--tasks >= 1, --workers 1..256, --batch >= 1, --latency-tasks >= 0, --rate > 0",
+                2);
+  }
+  if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kError);
+  auto dir = BenchDir::Make("vidfarm-bench-dispatch");
+  if (!dir.ok()) return Fail("bench", dir.status().ToString());
+  auto table = CascadeTable("tiny");
+  if (!table.ok()) return Fail("bench", table.status().ToString());
+
+  zmq::context_t ctx(1);
+  coordinator::CoordinatorOptions co;
+  co.db_path = (*dir)->path() + "/db";
+  co.worker_endpoint = "tcp://127.0.0.1:0";
+  co.api_endpoint = "tcp://127.0.0.1:0";
+  co.group_commit = !per_transition;
+  auto coord = coordinator::Coordinator::Start(co, &ctx);
+  if (!coord.ok()) return Fail("bench", coord.status().ToString());
+  auto client = coordinator::Client::Connect((*coord)->api_endpoint(), &ctx, 60000);
+  if (!client.ok()) return Fail("bench", client.status().ToString());
+
+  NoopWorker::Shared shared;
+  shared.endpoint = (*coord)->worker_endpoint();
+  shared.preset = "tiny";
+  shared.shape = (*table)[0];
+  shared.result = wire::EncodeVideo(
+      Video(3, shared.shape.frames, shared.shape.height, shared.shape.width, shared.shape.fps));
+  std::vector<NoopWorker> ws(static_cast<size_t>(workers));
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < ws.size(); ++i) {
+    ws[i].index = static_cast<int>(i);
+    ws[i].shared = &shared;
+    threads.emplace_back([&w = ws[i], &ctx] { w.Main(&ctx); });
+  }
+  int rc = 0;
+  auto finish = [&] {
+    shared.stop = true;
+    for (auto& t : threads) t.join();
+    client->reset();
+    (*coord)->Stop();
+  };
+  Status st = WaitForWorkers(**client, static_cast<int>(workers), 30000);
+  if (!st.ok()) return finish(), Fail("bench", st.ToString());
+
+  std::printf("dispatch: %lld no-op stage-0 workers, coordinator on %s, %s\n",
+              static_cast<long long>(workers), (*coord)->worker_endpoint().c_str(),
+              per_transition ? "one synced commit per transition"
+                             : "group commit (one WAL sync per loop round)");
+  std::printf("%s\n", LoadLine().c_str());
+
+  // Throughput.
+  auto stored = [&](int64_t want) -> Status {  // every stage-0 result so far is stored
+    for (;;) {
+      VF_ASSIGN_OR_RETURN(json s, (*client)->Call(wire::Command::kStatus, json::object()));
+      if (s["ready"][1].get<int64_t>() >= want) return Status::OK();
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+  };
+  shared.phase_us = NowUs();
+  const auto t0 = Clock::now();
+  Clock::time_point submitted;
+  for (int64_t done = 0; done < tasks && st.ok();) {
+    std::vector<json> specs;
+    for (int64_t i = 0; i < batch && done < tasks; ++i, ++done) {
+      specs.push_back({{"prompt", "noop"}, {"seed", done}});
+    }
+    auto ids = (*client)->Submit(specs);
+    if (!ids.ok()) st = ids.status();
+  }
+  submitted = Clock::now();
+  while (st.ok() && shared.results.load() < tasks) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  if (st.ok()) st = stored(tasks);
+  const auto t1 = Clock::now();
+  if (!st.ok()) return finish(), Fail("bench", st.ToString());
+  auto store_counts = [&]() -> std::string {
+    auto s = (*client)->Call(wire::Command::kStatus, json::object());
+    if (!s.ok() || !(*s)["store"].is_object()) return "unknown";
+    const auto c = (*s)["store"].value("commits", uint64_t{0});
+    const auto y = (*s)["store"].value("syncs", uint64_t{0});
+    return fmt::format("{} commits, {} syncs ({:.1f} commits per sync)", c, y,
+                       y ? static_cast<double>(c) / static_cast<double>(y) : 0.0);
+  };
+  const std::string counts = store_counts();
+  std::vector<double> turn;
+  for (const auto& w : ws) turn.insert(turn.end(), w.turnaround_us.begin(), w.turnaround_us.end());
+  const double secs = Seconds(t0, t1);
+  std::printf("throughput   %lld tasks in %.3f s: %.0f tasks/s (submitting took %.3f s)\n",
+              static_cast<long long>(tasks), secs, static_cast<double>(tasks) / secs,
+              Seconds(t0, submitted));
+  std::printf(
+      "turnaround   READY sent -> ASSIGN received, under load: p50 %.2f ms, p99 %.2f ms "
+      "(%zu samples)\n",
+      Median(turn) / 1e3, Quantile(turn, 0.99) / 1e3, turn.size());
+  std::printf("store        %s\n", counts.c_str());
+
+  // Latency, open loop.
+  if (latency_tasks > 0) {
+    std::map<std::string, int64_t> sent_us;
+    const auto period = std::chrono::duration<double>(1.0 / rate);
+    const auto start = Clock::now();
+    for (int64_t i = 0; i < latency_tasks; ++i) {
+      std::this_thread::sleep_until(start +
+                                    std::chrono::duration_cast<Clock::duration>(period * i));
+      const int64_t t = NowUs();
+      auto ids = (*client)->Submit({json{{"prompt", "latency"}, {"seed", i}}});
+      if (!ids.ok()) {
+        st = ids.status();
+        break;
+      }
+      sent_us[ids->front()] = t;
+    }
+    while (st.ok() && shared.results.load() < tasks + latency_tasks) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (st.ok()) st = stored(tasks + latency_tasks);
+    if (!st.ok()) return finish(), Fail("bench", st.ToString());
+    const double achieved = static_cast<double>(latency_tasks) / Seconds(start, Clock::now());
+    std::vector<double> lat;
+    for (const auto& w : ws) {
+      for (const auto& [job, t] : w.assigned) {
+        auto it = sent_us.find(job);
+        if (it != sent_us.end()) lat.push_back(static_cast<double>(t - it->second));
+      }
+    }
+    std::printf(
+        "latency      SUBMIT sent -> ASSIGN received, %zu tasks at %.0f/s (asked %.0f/s): "
+        "p50 %.2f ms, p99 %.2f ms, max %.2f ms\n",
+        lat.size(), achieved, rate, Median(lat) / 1e3, Quantile(lat, 0.99) / 1e3,
+        lat.empty() ? 0.0 : *std::max_element(lat.begin(), lat.end()) / 1e3);
+  }
+  if (shared.errors.load() > 0) {
+    std::printf("note         %lld ERROR/CANCEL answers to the no-op workers\n",
+                static_cast<long long>(shared.errors.load()));
+  }
+  finish();
+  for (const auto& w : ws) {
+    if (!w.failure.empty()) rc = Fail("bench", "no-op worker: " + w.failure);
+  }
+  return rc;
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench overhead
+
+int RunBenchOverhead(const std::vector<std::string>& args) {
+  int64_t steps = 2, rounds = 3, threads = 0, warmup = 1;
+  uint64_t seed = 1;
+  std::string prompt = "a red circle moving right";
+  FlagSet flags(
+      "vidfarm bench overhead [--steps 2] [--rounds 3] [--threads 0]",
+      "Wall time of one tiny job through the farm against the same job run directly in\n"
+      "this process. Both use the tiny preset, random weights (the same, seed 0x5eed + k),\n"
+      "--steps sampler steps in each of the seven stages and the same --seed, and end with\n"
+      "an MP4 encode of the last stage's video:\n"
+      "  direct: Cascade::Render, then the MP4 written to a file;\n"
+      "  farm:   the embedded farm of `vidfarm render` (coordinator with a RocksDB in a temp\n"
+      "          dir, one worker per stage, inproc://): SUBMIT, WATCH until done (the\n"
+      "          coordinator encodes), FETCH of the MP4, written to a file.\n"
+      "Set-up (building the models, starting the farm) is outside both times. The two are\n"
+      "run alternately --rounds times (which goes first alternates too) after --warmup\n"
+      "untimed runs of each; the overhead is median(farm) / median(direct) - 1.\n"
+      "The farm's last stage video (kept with keep_intermediates) is compared with the\n"
+      "direct one sample by sample.");
+  flags.Int("steps", 0, &steps, "sampler steps per stage");
+  flags.Int("rounds", 'n', &rounds, "timed runs of each");
+  flags.Int("warmup", 0, &warmup, "untimed runs of each first");
+  flags.Int("threads", 't', &threads, "CPU threads for LibTorch (0 = all cores)");
+  flags.Uint64("seed", 0, &seed, "seed of the job");
+  flags.String("prompt", 0, &prompt, "prompt of the job");
+  std::vector<std::string> positional;
+  if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
+  if (steps < 1 || steps > 1000 || rounds < 1 || warmup < 0) {
+    return Fail("bench", "--steps 1..1000, --rounds >= 1, --warmup >= 0", 2);
+  }
+  SetThreads(threads);
+  if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kError);
+  auto dir = BenchDir::Make("vidfarm-bench-overhead");
+  if (!dir.ok()) return Fail("bench", dir.status().ToString());
+  const std::string base = (*dir)->path();
+
+  JobSpec spec;
+  spec.prompt = prompt;
+  spec.seed = seed;
+  spec.steps.assign(7, static_cast<int>(steps));
+  spec.keep_intermediates = true;
+
+  // Direct.
+  const auto s0 = Clock::now();
+  models::CascadeOptions opts;
+  opts.force_random_weights = true;
+  for (int k = 0; k < 7; ++k) opts.overrides.push_back(worker::OverridesFromSpec(spec, k));
+  auto cascade = models::Cascade::Open(opts);
+  if (!cascade.ok()) return Fail("bench", cascade.status().ToString());
+  const double direct_setup = Seconds(s0, Clock::now());
+
+  // The embedded farm, as RenderEmbedded builds it.
+  const auto s1 = Clock::now();
+  zmq::context_t ctx(1);
+  coordinator::CoordinatorOptions co;
+  co.db_path = base + "/db";
+  co.worker_endpoint = fmt::format("inproc://vidfarm-bench-workers-{}", getpid());
+  co.api_endpoint = fmt::format("inproc://vidfarm-bench-api-{}", getpid());
+  auto coord = coordinator::Coordinator::Start(co, &ctx);
+  if (!coord.ok()) return Fail("bench", coord.status().ToString());
+  std::vector<std::unique_ptr<worker::Worker>> workers;
+  for (int k = 0; k < 7; ++k) {
+    worker::WorkerOptions wo;
+    wo.endpoint = (*coord)->worker_endpoint();
+    wo.stage = k;
+    auto w = worker::Worker::Create(wo, &ctx);
+    if (!w.ok()) return Fail("bench", w.status().ToString());
+    workers.push_back(std::move(*w));
+  }
+  std::vector<std::thread> threads_;
+  for (auto& w : workers) threads_.emplace_back([raw = w.get()] { (void)raw->Run(); });
+  auto finish = [&] {
+    for (auto& w : workers) w->Stop();
+    for (auto& t : threads_) t.join();
+    (*coord)->Stop();
+  };
+  auto client = coordinator::Client::Connect((*coord)->api_endpoint(), &ctx, 600000);
+  if (!client.ok()) return finish(), Fail("bench", client.status().ToString());
+  Status st = WaitForWorkers(**client, 7, 60000);
+  if (!st.ok()) return finish(), Fail("bench", st.ToString());
+  const double farm_setup = Seconds(s1, Clock::now());
+
+  std::printf(
+      "overhead: tiny preset, random weights, %lld steps per stage, seed %llu, %d threads\n",
+      static_cast<long long>(steps), static_cast<unsigned long long>(seed),
+      torch::get_num_threads());
+  std::printf("%s\n", LoadLine().c_str());
+  std::printf("set-up       direct %.2f s (models), farm %.2f s (coordinator + 7 workers)\n",
+              direct_setup, farm_setup);
+  std::vector<double> direct_s, farm_s;
+  Video direct_video;
+  std::string last_job;
+  auto run_direct = [&]() -> Result<double> {
+    const auto t0 = Clock::now();
+    VF_ASSIGN_OR_RETURN(Video video, (*cascade)->Render(spec.prompt, spec.seed));
+    VF_RETURN_NOT_OK(WriteVideo(video, base + "/direct.mp4"));
+    const double secs = Seconds(t0, Clock::now());
+    direct_video = std::move(video);
+    return secs;
+  };
+  auto run_farm = [&]() -> Result<double> {
+    const auto t0 = Clock::now();
+    VF_ASSIGN_OR_RETURN(std::vector<std::string> ids, (*client)->Submit({spec.ToJson()}));
+    last_job = ids.front();
+    std::string end;
+    VF_RETURN_NOT_OK((*client)->Watch(last_job, [&](const json& ev) {
+      const std::string type = ev.value("type", "");
+      if (type == "done" || type == "failed" || type == "cancelled") end = type;
+      return true;
+    }));
+    if (end != "done") return Status::Internal("farm job ended " + end);
+    VF_ASSIGN_OR_RETURN(json job, (*client)->Call(wire::Command::kStatus, {{"job", last_job}}));
+    VF_ASSIGN_OR_RETURN(std::string bytes,
+                        (*client)->FetchBlob(job["job"].value("output_blob", "")));
+    std::ofstream(base + "/farm.mp4", std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    return Seconds(t0, Clock::now());
+  };
+  // Warm-up: each path's models run once untimed (first forwards allocate and pick kernels).
+  for (int64_t r = 0; r < warmup && st.ok(); ++r) {
+    auto d = run_direct();
+    auto f = d.ok() ? run_farm() : Result<double>(d.status());
+    st = f.status();
+    if (st.ok()) std::printf("warm-up      direct %.3f s, farm %.3f s\n", *d, *f);
+  }
+  // Alternating which goes first cancels a slow drift of the machine's load.
+  for (int64_t r = 0; r < rounds && st.ok(); ++r) {
+    Result<double> d = 0.0, f = 0.0;
+    if (r % 2 == 0) {
+      d = run_direct();
+      if (d.ok()) f = run_farm();
+    } else {
+      f = run_farm();
+      if (f.ok()) d = run_direct();
+    }
+    st = !d.ok() ? d.status() : f.status();
+    if (!st.ok()) break;
+    direct_s.push_back(*d);
+    farm_s.push_back(*f);
+    std::printf("round %lld     direct %.3f s, farm %.3f s\n", static_cast<long long>(r + 1), *d,
+                *f);
+  }
+  if (!st.ok()) return finish(), Fail("bench", st.ToString());
+  const double d = Median(direct_s), f = Median(farm_s);
+  std::printf("median       direct %.3f s, farm %.3f s: overhead %+.1f %% (%+.3f s)\n", d, f,
+              (f / d - 1) * 100, f - d);
+  const double dmin = *std::min_element(direct_s.begin(), direct_s.end());
+  const double fmin = *std::min_element(farm_s.begin(), farm_s.end());
+  std::printf("best         direct %.3f s, farm %.3f s: overhead %+.1f %%\n", dmin, fmin,
+              (fmin / dmin - 1) * 100);
+  auto last = (*client)->FetchBlob(fmt::format("{}/6/out", last_job));
+  auto farm_video = last.ok() ? wire::DecodeVideo(*last) : Result<Video>(last.status());
+  if (farm_video.ok()) {
+    std::printf("same video   %s (last stage, %s)\n",
+                farm_video->data == direct_video.data ? "yes, bit for bit" : "NO",
+                farm_video->ShapeString().c_str());
+  } else {
+    std::printf("same video   unknown: %s\n", farm_video.status().ToString().c_str());
+  }
+  finish();
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench pipeline
+
+int RunBenchPipeline(const std::vector<std::string>& args) {
+  int64_t jobs = 20;
+  std::string ms_text = "100,100,100,600,150,150,250", pools_text = "1,1,1,2,1,1,1";
+  FlagSet flags(
+      "vidfarm bench pipeline [--jobs 20] [--ms 100,100,100,600,150,150,250] "
+      "[--pools 1,1,1,2,1,1,1]",
+      "Pipelining across the seven stage pools. Starts a coordinator in this process on\n"
+      "tcp://127.0.0.1 (fresh RocksDB in a temp dir) and, for each stage k, --pools[k]\n"
+      "real workers in simulate mode (`vidfarm worker --simulate-ms`): no model, each task\n"
+      "takes --ms[k] ms, inputs are fetched and a zero video of the stage's real tiny shape\n"
+      "is uploaded (23 KB at stage 0 up to 11.8 MB at stage 6), over the real protocol.\n"
+      "Submits --jobs jobs at once and measures the makespan: SUBMIT sent → every job's\n"
+      "seventh stage stored (and, separately, → every job done, after the coordinator's\n"
+      "final MP4 encodes).\n"
+      "\n"
+      "Bound (no schedule can beat it): for each stage k,\n"
+      "  B_k = sum_{j<k} ms[j] + ceil(jobs / pools[k]) * ms[k] + sum_{j>k} ms[j]\n"
+      "(the first job's fill up to k, pool k's work, the last job's drain after k);\n"
+      "bound = max_k B_k, set by the slowest pool. Prints makespan / bound.");
+  flags.Int("jobs", 'n', &jobs, "jobs");
+  flags.String("ms", 0, &ms_text, "simulated ms per task, per stage (7 values)");
+  flags.String("pools", 0, &pools_text, "workers per stage (7 values)");
+  std::vector<std::string> positional;
+  if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
+  auto ms = ParseIntList(ms_text, flags.Describe("ms"));
+  if (!ms.ok()) return Fail("bench", ms.status().message(), 2);
+  auto pools = ParseIntList(pools_text, flags.Describe("pools"));
+  if (!pools.ok()) return Fail("bench", pools.status().message(), 2);
+  if (jobs < 1 || ms->size() != 7 || pools->size() != 7 ||
+      std::any_of(ms->begin(), ms->end(), [](int64_t v) { return v < 0 || v > 600000; }) ||
+      std::any_of(pools->begin(), pools->end(), [](int64_t v) { return v < 1 || v > 64; })) {
+    return Fail("bench", "--jobs >= 1; --ms: 7 values in 0..600000; --pools: 7 values in 1..64", 2);
+  }
+  if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kError);
+  auto dir = BenchDir::Make("vidfarm-bench-pipeline");
+  if (!dir.ok()) return Fail("bench", dir.status().ToString());
+
+  // The bound.
+  double bound = 0;
+  int slowest = 0;
+  const int64_t total_ms = std::accumulate(ms->begin(), ms->end(), int64_t{0});
+  for (int k = 0; k < 7; ++k) {
+    const int64_t waves = (jobs + (*pools)[k] - 1) / (*pools)[k];
+    const double b = static_cast<double>(total_ms - (*ms)[k] + waves * (*ms)[k]) / 1e3;
+    if (b > bound) {
+      bound = b;
+      slowest = k;
+    }
+  }
+
+  zmq::context_t ctx(1);
+  coordinator::CoordinatorOptions co;
+  co.db_path = (*dir)->path() + "/db";
+  co.worker_endpoint = "tcp://127.0.0.1:0";
+  co.api_endpoint = "tcp://127.0.0.1:0";
+  auto coord = coordinator::Coordinator::Start(co, &ctx);
+  if (!coord.ok()) return Fail("bench", coord.status().ToString());
+  std::vector<std::unique_ptr<worker::Worker>> workers;
+  for (int k = 0; k < 7; ++k) {
+    for (int64_t i = 0; i < (*pools)[k]; ++i) {
+      worker::WorkerOptions wo;
+      wo.endpoint = (*coord)->worker_endpoint();
+      wo.stage = k;
+      wo.simulate_ms = static_cast<int>((*ms)[k]);
+      wo.worker_id = fmt::format("sim-{}-{}", k, i);
+      auto w = worker::Worker::Create(wo, &ctx);
+      if (!w.ok()) return (*coord)->Stop(), Fail("bench", w.status().ToString());
+      workers.push_back(std::move(*w));
+    }
+  }
+  std::vector<std::thread> threads;
+  for (auto& w : workers) threads.emplace_back([raw = w.get()] { (void)raw->Run(); });
+  auto finish = [&] {
+    for (auto& w : workers) w->Stop();
+    for (auto& t : threads) t.join();
+    (*coord)->Stop();
+  };
+  auto client = coordinator::Client::Connect((*coord)->api_endpoint(), &ctx, 60000);
+  if (!client.ok()) return finish(), Fail("bench", client.status().ToString());
+  Status st = WaitForWorkers(**client, static_cast<int>(workers.size()), 30000);
+  if (!st.ok()) return finish(), Fail("bench", st.ToString());
+
+  std::printf(
+      "pipeline: %lld jobs, ms per task %s, workers per stage %s (simulated, tcp loopback)\n",
+      static_cast<long long>(jobs), ms_text.c_str(), pools_text.c_str());
+  std::printf("%s\n", LoadLine().c_str());
+  std::vector<json> specs;
+  for (int64_t i = 0; i < jobs; ++i) specs.push_back({{"prompt", "pipeline"}, {"seed", i}});
+  const auto t0 = Clock::now();
+  auto ids = (*client)->Submit(specs);
+  if (!ids.ok()) return finish(), Fail("bench", ids.status().ToString());
+  std::optional<Clock::time_point> stages_done, all_done;
+  while (!all_done) {
+    auto list = (*client)->Call(wire::Command::kList, json::object());
+    if (!list.ok()) return finish(), Fail("bench", list.status().ToString());
+    const auto now = Clock::now();
+    int64_t staged = 0, done = 0, bad = 0;
+    for (const auto& j : (*list)["jobs"]) {
+      const std::string s = j.value("state", "");
+      staged += j.value("stages_done", 0) == 7;
+      done += s == "done";
+      bad += s == "failed" || s == "cancelled";
+    }
+    if (bad > 0) return finish(), Fail("bench", fmt::format("{} job(s) failed", bad));
+    if (!stages_done && staged == jobs) stages_done = now;
+    if (done == jobs) all_done = now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  const double m_stages = Seconds(t0, *stages_done), m_done = Seconds(t0, *all_done);
+  std::printf(
+      "bound        %.3f s, set by stage %d's pool: %lld ms x ceil(%lld / %lld) + %lld ms "
+      "fill/drain of the other stages\n",
+      bound, slowest, static_cast<long long>((*ms)[slowest]), static_cast<long long>(jobs),
+      static_cast<long long>((*pools)[slowest]), static_cast<long long>(total_ms - (*ms)[slowest]));
+  std::printf("makespan     %.3f s to the last stage stored: %.3f x bound (%+.1f %%)\n", m_stages,
+              m_stages / bound, (m_stages / bound - 1) * 100);
+  std::printf("             %.3f s to the last job done (final MP4 encodes): %.3f x bound\n",
+              m_done, m_done / bound);
+  finish();
+  return 0;
+}
+
+}  // namespace
+
+// Called by RunBench (bench_cmd.cpp) for `bench dispatch|overhead|pipeline`; -1 = not ours.
+int RunBenchFarm(const std::string& which, const std::vector<std::string>& args) {
+  if (which == "dispatch") return RunBenchDispatch(args);
+  if (which == "overhead") return RunBenchOverhead(args);
+  if (which == "pipeline") return RunBenchPipeline(args);
+  return -1;
+}
+
+}  // namespace vidfarm::cli

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Trains the seven `tiny` stages that ship in models/tiny/, resumably: each stage's checkpoints
+# (weights, EMA, Adam state, loss.csv/png) live in training/tiny/<stage>/ and are committed, so
+# rerunning this script (any time, any machine) continues where the last run stopped.
+#
+#   scripts/train-tiny.sh [STAGE...]      # default: every stage, in cascade order
+#   VIDFARM_TRAIN_STEPS_SCALE=0.1 ...     # shorter runs (fraction of the step counts below)
+#   VIDFARM_DEVICE=cuda ...               # on a GPU
+#
+# Every run uses bf16 autocast on the CPU (weights and optimizer state stay f32).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+bin="${VIDFARM_BIN:-$root/build/vidfarm}"
+scale="${VIDFARM_TRAIN_STEPS_SCALE:-1}"
+device="${VIDFARM_DEVICE:-cpu}"
+
+# name  stage  steps  batch  lr     extra flags
+plan=(
+  "base   0  20000  16  3e-4  --image-fraction 0.2"
+  "tsr1   1  8000   16  3e-4  "
+  "ssr2   2  8000   16  3e-4  --image-fraction 0.2 --eval-every 500"
+  "ssr3   3  6000   8   3e-4  --image-fraction 0.2 --eval-every 500"
+  "tsr4   4  4000   8   3e-4  --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
+  "tsr5   5  4000   8   3e-4  --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
+  "ssr6   6  4000   8   3e-4  --crop-frames 16 --eval-every 500"
+  # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again, eps-prediction.
+  "ssr2-eps 2 8000  16  3e-4  --image-fraction 0.2 --eval-every 500 --prediction eps"
+)
+want=("$@")
+for row in "${plan[@]}"; do
+  read -r name stage steps batch lr extra <<<"$row"
+  if [[ ${#want[@]} -gt 0 && ! " ${want[*]} " =~ " $name " ]]; then continue; fi
+  steps=$(python3 -c "print(max(1, int($steps * $scale)))")
+  out="$root/models/tiny/$name"
+  [[ "$name" == *-eps ]] && out="$root/training/tiny/$name/package"
+  # shellcheck disable=SC2086
+  "$bin" train --stage "$stage" --preset tiny --data synth --steps "$steps" --batch "$batch" \
+    --lr "$lr" --warmup 200 --bf16 --device "$device" --checkpoint-every 250 --log-every 50 \
+    --out "$out" --checkpoint-dir "$root/training/tiny/$name" --resume $extra
+done

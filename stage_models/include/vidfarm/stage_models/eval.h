@@ -1,0 +1,59 @@
+// `vidfarm eval`: how well each stage of a cascade does its job, after Imagen Video's Table 1 and
+// Figures 12–13, measured on the synthetic world where the ground truth is exact.
+//  1. text alignment: the analyzer (synth.h) reads each final video back into colour, shape,
+//     motion and background and compares them with the prompt; per-attribute accuracy and
+//     confusion tables (our analog of CLIP R-Precision);
+//  2. per-stage fidelity: each SR stage fed the ground truth of its input; SSR PSNR/SSIM against
+//     bilinear upsampling, TSR PSNR on the new frames against frame repetition and linear blending;
+//  3. temporal consistency: the share of frames whose tracked object keeps the clip's colour and
+//     shape;
+//  4. a guidance sweep (w = 0, 1, 3, 5, 8, 15 and oscillating 15/1; dynamic thresholding on and
+//     off): alignment and the share of saturated pixels;
+//  5. v- against ε-prediction on one SSR stage: held-out PSNR against training steps, read from the
+//     two training runs' loss.csv (`vidfarm train --eval-every`).
+// Writes report.json, report.md and PNG figures into the output directory.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "vidfarm/common/status.h"
+#include "vidfarm/stage_models/stage_runner.h"
+
+namespace vidfarm::models {
+
+struct EvalOptions {
+  std::string preset = "tiny";
+  std::string models_dir;        // one package per stage: <dir>/<stage name>/
+  bool random_weights = false;   // ignore packages, every stage random (smoke tests)
+  std::string prompts_file;      // one caption per line; empty: `samples` drawn from the grammar
+  int samples = 24;              // prompts rendered through the whole cascade (alignment)
+  int fidelity_examples = 8;     // ground-truth inputs per SR stage
+  bool guidance_sweep = true;
+  int sweep_samples = 8;         // prompts per guidance setting
+  int sweep_last_stage = 2;      // the sweep renders stages 0..this (the analyzer reads that size)
+  int steps = 0;                 // > 0: every stage samples this many steps (quick runs)
+  std::string out_dir = "eval";
+  uint64_t seed = 1;             // prompts, scenes and sampling seeds
+  // loss.csv of the v and the ε training run of one SSR stage (with eval_psnr rows). Empty or
+  // missing: that part of the report says so and is skipped.
+  std::string v_log, eps_log;
+  StageRunnerOptions runner;
+};
+
+// Runs every part; progress lines go to `progress`. The returned JSON is what report.json holds.
+Result<nlohmann::json> RunEval(const EvalOptions& options,
+                               const std::function<void(const std::string&)>& progress = {});
+
+// Writes report.json and report.md into out_dir (the caller may add "command" first).
+Status WriteEvalReport(const nlohmann::json& report, const std::string& out_dir);
+
+// Mean SSIM over frames of the luma (BT.601) of two [C,T,H,W] videos in [-1, 1]: 7x7 Gaussian
+// window (σ 1.5), no padding, constants for a dynamic range of 2. Exposed for tests.
+double VideoSsim(const torch::Tensor& a, const torch::Tensor& b);
+// 10 log10(4 / MSE) over all elements (peak-to-peak 2); +inf when equal.
+double TensorPsnr(const torch::Tensor& a, const torch::Tensor& b);
+
+}  // namespace vidfarm::models

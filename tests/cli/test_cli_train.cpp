@@ -1,0 +1,115 @@
+// `vidfarm train` and `vidfarm eval` as a user runs them: a training run killed with SIGKILL
+// resumes from its last checkpoint, and eval writes its report and figures.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+#include "test_util.h"
+
+namespace {
+namespace fs = std::filesystem;
+using vidfarm::testing::RunCommand;
+using vidfarm::testing::ShellQuote;
+
+const std::string kBin = VF_VIDFARM_BIN;
+
+TEST(CliTrain, KillNineThenResumeLosesNothingBeforeTheCheckpoint) {
+  vidfarm::testing::TempDir dir;
+  const std::string pkg = dir.path() + "/pkg", ckpt = pkg + ".ckpt";
+  const std::string train = kBin + " train --stage 0 --batch 1 --threads 1 --checkpoint-every 2 " +
+                            "--log-every 1 --out " + ShellQuote(pkg);
+  // Start a long run, wait for its first checkpoint plus a little, then SIGKILL it.
+  const std::string script =
+      train + " --steps 100000 > " + ShellQuote(dir.path() + "/log1") + " 2>&1 & pid=$!; " +
+      "for i in $(seq 1 900); do [ -f " + ShellQuote(ckpt + "/LATEST") +
+      " ] && break; sleep 0.1; done; sleep 1; kill -9 $pid; wait $pid; echo status=$?";
+  auto killed = RunCommand(script);
+  ASSERT_NE(killed.out.find("status=137"), std::string::npos) << killed.out;
+  std::ifstream latest(ckpt + "/LATEST");
+  std::string name;
+  latest >> name;
+  ASSERT_EQ(name.rfind("step-", 0), 0u) << name;
+  const int saved = std::stoi(name.substr(5));
+  ASSERT_GE(saved, 2);
+  ASSERT_EQ(saved % 2, 0);
+
+  // Without --resume the checkpoint is protected; with it, training continues from there.
+  auto refused = RunCommand(train + " --steps " + std::to_string(saved + 2));
+  EXPECT_NE(refused.code, 0);
+  EXPECT_NE(refused.out.find("--resume"), std::string::npos) << refused.out;
+  auto resumed = RunCommand(train + " --resume --steps " + std::to_string(saved + 2));
+  ASSERT_EQ(resumed.code, 0) << resumed.out;
+  EXPECT_NE(resumed.out.find("at step " + std::to_string(saved)), std::string::npos) << resumed.out;
+  EXPECT_NE(resumed.out.find("done: " + std::to_string(saved + 2) + " steps"), std::string::npos)
+      << resumed.out;
+  // One loss row per step 1..saved+2, none lost and none repeated.
+  std::ifstream csv(ckpt + "/loss.csv");
+  std::string line;
+  std::set<int> steps;
+  int rows = 0;
+  while (std::getline(csv, line)) {
+    if (line.rfind("step,", 0) == 0) continue;
+    steps.insert(std::stoi(line.substr(0, line.find(','))));
+    ++rows;
+  }
+  EXPECT_EQ(rows, saved + 2);
+  EXPECT_EQ(static_cast<int>(steps.size()), saved + 2);
+  EXPECT_TRUE(fs::exists(ckpt + "/loss.png"));
+  std::ifstream cfg(pkg + "/config.json");
+  auto config = nlohmann::json::parse(cfg);
+  EXPECT_EQ(config["provenance"]["steps"], saved + 2);
+  EXPECT_EQ(config["stage"], 0);
+}
+
+TEST(CliTrain, BadFlagsAreUsageErrors) {
+  vidfarm::testing::TempDir dir;
+  EXPECT_EQ(RunCommand(kBin + " train --stage 0").code, 2);  // no --out
+  auto r = RunCommand(kBin + " train --stage 0 --out " + ShellQuote(dir.path() + "/p") +
+                      " --prediction x");
+  EXPECT_EQ(r.code, 2) << r.out;
+  r = RunCommand(kBin + " train --stage 0 --steps 1 --out " + ShellQuote(dir.path() + "/p") +
+                 " --data " + ShellQuote(dir.path() + "/nothing"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("nothing"), std::string::npos) << r.out;
+  EXPECT_EQ(RunCommand(kBin + " train --help").code, 0);
+}
+
+TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
+  vidfarm::testing::TempDir dir;
+  const std::string out = dir.path() + "/eval";
+  std::ofstream(dir.path() + "/prompts.txt") << "a red circle moving right\n"
+                                             << "# comments and blank lines are skipped\n\n"
+                                             << "a yellow letter K rotating on a blue background\n";
+  auto r = RunCommand(kBin + " eval --random-weights --prompts " + ShellQuote(dir.path() + "/prompts.txt") +
+                      " --steps 1 --fidelity-examples 1 --sweep-samples 1 --threads 1 --out " +
+                      ShellQuote(out));
+  ASSERT_EQ(r.code, 0) << r.out;
+  std::ifstream in(out + "/report.json");
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  EXPECT_EQ(j["alignment"]["n"], 2);
+  for (const char* k : {"colour", "shape", "motion", "background"}) {
+    EXPECT_GE(j["alignment"][k].get<double>(), 0.0);
+    EXPECT_LE(j["alignment"][k].get<double>(), 1.0);
+  }
+  EXPECT_EQ(j["fidelity"].size(), 6u);  // every SR stage
+  EXPECT_EQ(j["guidance"].size(), 14u);  // 7 weights x 2 thresholdings
+  EXPECT_GT(j["default_render_seconds"].get<double>(), 0.0);
+  EXPECT_TRUE(j["v_vs_eps"].contains("skipped"));
+  for (const char* f : {"report.md", "alignment.png", "confusion_colour.png", "fidelity.png",
+                        "guidance_alignment.png", "contact_0.png", "contact_1.png",
+                        "videos/00.mp4"}) {
+    EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
+  }
+  // A prompts file that does not exist is a clear error, and nothing is written.
+  r = RunCommand(kBin + " eval --random-weights --prompts /nonexistent/p.txt --out " +
+                 ShellQuote(dir.path() + "/e2"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("/nonexistent/p.txt"), std::string::npos) << r.out;
+}
+
+}  // namespace

@@ -1,0 +1,213 @@
+// The stage trainer: the loss falls on a fixed batch, resume after a stop computes exactly the
+// steps the uninterrupted run computed, checkpoints are not overwritten by accident, and the data
+// sources deliver the stage's shapes.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <fstream>
+#include <numeric>
+
+#include "test_util.h"
+#include "vidfarm/common/video_io.h"
+#include "vidfarm/stage_models/package.h"
+#include "vidfarm/stage_models/synth.h"
+#include "vidfarm/stage_models/train.h"
+
+namespace vidfarm::models {
+namespace {
+
+namespace fs = std::filesystem;
+
+TrainOptions SmallRun(const std::string& dir, int stage = 0) {
+  TrainOptions o;
+  o.preset = "tiny";
+  o.stage = stage;
+  o.out = dir + "/pkg";
+  o.batch = 2;
+  o.steps = 4;
+  o.warmup = 0;
+  o.lr = 1e-3;
+  o.checkpoint_every = 2;
+  o.log_every = 1;
+  o.seed = 3;
+  return o;
+}
+
+class TrainTest : public ::testing::Test {
+ protected:
+  void SetUp() override { torch::set_num_threads(1); }
+};
+
+TEST_F(TrainTest, LossFallsOnAFixedBatch) {
+  testing::TempDir dir;
+  TrainOptions o = SmallRun(dir.path());
+  o.fixed_batch = true;
+  o.cond_dropout = 0;
+  o.steps = 40;
+  o.checkpoint_every = 40;
+  o.log_every = 10;
+  o.lr = 2e-3;
+  auto r = Train(o);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  ASSERT_EQ(r->losses.size(), 40u);
+  const double first = std::accumulate(r->losses.begin(), r->losses.begin() + 3, 0.0) / 3;
+  const double last = std::accumulate(r->losses.end() - 3, r->losses.end(), 0.0) / 3;
+  EXPECT_LT(last, 0.5 * first) << "first " << first << " last " << last;
+  // The package holds the EMA weights and says how it was trained.
+  auto spec = GetPreset("tiny")->stages[0];
+  auto pkg = LoadPackage(o.out, spec, torch::kCPU);
+  ASSERT_TRUE(pkg.ok()) << pkg.status().ToString();
+  EXPECT_FALSE(pkg->random_init);
+  EXPECT_EQ(pkg->config["provenance"]["steps"], 40);
+  EXPECT_EQ(pkg->config["provenance"]["trainer"], "vidfarm train");
+  EXPECT_TRUE(fs::exists(o.out + ".ckpt/loss.csv"));
+  EXPECT_TRUE(fs::exists(o.out + ".ckpt/loss.png"));
+}
+
+TEST_F(TrainTest, ResumeRepeatsTheSameSteps) {
+  testing::TempDir a, b;
+  TrainOptions full = SmallRun(a.path());
+  auto r_full = Train(full);
+  ASSERT_TRUE(r_full.ok()) << r_full.status().ToString();
+  ASSERT_EQ(r_full->losses.size(), 4u);
+
+  // The same run stopped after its step-2 checkpoint, then resumed.
+  TrainOptions first = SmallRun(b.path());
+  first.steps = 2;
+  auto r1 = Train(first);
+  ASSERT_TRUE(r1.ok()) << r1.status().ToString();
+  TrainOptions second = SmallRun(b.path());
+  second.resume = true;
+  auto r2 = Train(second);
+  ASSERT_TRUE(r2.ok()) << r2.status().ToString();
+  EXPECT_EQ(r2->start_step, 2);
+  ASSERT_EQ(r2->losses.size(), 2u);
+  EXPECT_DOUBLE_EQ(r2->losses[0], r_full->losses[2]);
+  EXPECT_DOUBLE_EQ(r2->losses[1], r_full->losses[3]);
+  // And the packaged weights are the same bytes.
+  auto sha = [](const std::string& pkg) {
+    std::ifstream in(pkg + "/config.json");
+    return nlohmann::json::parse(in)["weights"]["sha256"].get<std::string>();
+  };
+  EXPECT_EQ(sha(full.out), sha(second.out));
+  // loss.csv has one row per step, none repeated.
+  std::ifstream csv(second.out + ".ckpt/loss.csv");
+  std::string line;
+  int rows = 0;
+  while (std::getline(csv, line)) rows += line.rfind("step,", 0) == 0 ? 0 : 1;
+  EXPECT_EQ(rows, 4);
+}
+
+TEST_F(TrainTest, RefusesToOverwriteOrMismatchACheckpoint) {
+  testing::TempDir dir;
+  TrainOptions o = SmallRun(dir.path());
+  o.steps = 2;
+  ASSERT_TRUE(Train(o).ok());
+  auto again = Train(o);  // no --resume: would throw the checkpoint away
+  ASSERT_FALSE(again.ok());
+  EXPECT_NE(again.status().message().find("--resume"), std::string::npos);
+  TrainOptions other = o;
+  other.resume = true;
+  other.batch = 3;
+  other.steps = 3;
+  auto mismatch = Train(other);
+  ASSERT_FALSE(mismatch.ok());
+  EXPECT_NE(mismatch.status().message().find("batch"), std::string::npos);
+  TrainOptions bad = SmallRun(dir.path() + "/x");
+  bad.stage = 9;
+  EXPECT_FALSE(Train(bad).ok());
+  bad.stage = 6;
+  bad.crop_h = 30;  // not a multiple of the network's divisor
+  EXPECT_FALSE(Train(bad).ok());
+}
+
+TEST_F(TrainTest, EverySrKindTrainsAStep) {
+  // One step each of a TSR stage, an SSR stage with images, and the cropped last stage.
+  for (int stage : {1, 2, 6}) {
+    testing::TempDir dir;
+    TrainOptions o = SmallRun(dir.path(), stage);
+    o.batch = 2;
+    o.steps = 1;
+    o.image_fraction = stage == 2 ? 1.0 : 0.0;
+    if (stage == 6) o.crop_frames = 8;
+    o.eval_every = 1;
+    o.eval_examples = 1;
+    o.eval_steps = 2;
+    std::vector<TrainProgress> seen;
+    auto r = Train(o, [&](const TrainProgress& p) { seen.push_back(p); });
+    ASSERT_TRUE(r.ok()) << "stage " << stage << ": " << r.status().ToString();
+    ASSERT_FALSE(seen.empty());
+    EXPECT_TRUE(std::isfinite(seen.back().loss));
+    EXPECT_GT(seen.back().eval_psnr, 0) << stage;
+    EXPECT_GT(seen.back().eval_baseline_psnr, 0) << stage;
+  }
+}
+
+TEST_F(TrainTest, SynthDataHasTheStageShapes) {
+  auto spec = GetPreset("tiny")->stages[1];  // TSR: 8 → 16 frames
+  auto data = MakeSynthData(spec, 5);
+  auto ex = data->Get(3, false);
+  ASSERT_TRUE(ex.ok()) << ex.status().ToString();
+  EXPECT_EQ(ex->target.frames, 16);
+  EXPECT_EQ(ex->cond.frames, 8);
+  EXPECT_EQ(ex->cond.height, spec.in_height());
+  EXPECT_TRUE(synth::ParseCaption(ex->caption).ok()) << ex->caption;
+  // Input frame i is the target's frame 2i: the same scene at half the frame rate.
+  for (int64_t i = 0; i < 8; ++i) {
+    double diff = 0;
+    for (int64_t c = 0; c < 3; ++c)
+      for (int64_t y = 0; y < spec.height; ++y)
+        for (int64_t x = 0; x < spec.width; ++x)
+          diff = std::max<double>(diff, std::abs(ex->cond.at(c, i, y, x) -
+                                                 ex->target.at(c, 2 * i, y, x)));
+    EXPECT_LT(diff, 1e-5) << "frame " << i;
+  }
+  EXPECT_FALSE(data->supports_images());
+  // Image examples of the base stage: independent stills of one motionless caption.
+  auto base = MakeSynthData(GetPreset("tiny")->stages[0], 5);
+  auto img = base->Get(3, true);
+  ASSERT_TRUE(img.ok());
+  auto attrs = synth::ParseCaption(img->caption);
+  ASSERT_TRUE(attrs.ok()) << img->caption;
+  EXPECT_EQ(img->target.frames, 8);
+  double frame_diff = 0;
+  for (int64_t y = 0; y < img->target.height; ++y)
+    for (int64_t x = 0; x < img->target.width; ++x)
+      frame_diff += std::abs(img->target.at(0, 0, y, x) - img->target.at(0, 1, y, x));
+  EXPECT_GT(frame_diff, 0.5);
+}
+
+TEST_F(TrainTest, DirectoryDataReadsVideosAndCaptions) {
+  testing::TempDir dir;
+  std::ofstream jsonl(dir.path() + "/captions.jsonl");
+  for (int i = 0; i < 2; ++i) {
+    auto scene = synth::RandomScene(11, i);
+    auto v = synth::Render(scene, 48, 72, 120, 24);  // 2 s at 24 fps, another size
+    ASSERT_TRUE(v.ok());
+    const std::string file = "clip" + std::to_string(i) + ".mp4";
+    ASSERT_TRUE(WriteVideo(*v, dir.path() + "/" + file).ok());
+    jsonl << nlohmann::json{{"file", file}, {"caption", synth::Caption(scene)}}.dump() << "\n";
+  }
+  jsonl.close();
+  auto spec = GetPreset("tiny")->stages[2];  // SSR 16x24x40 @ 6 fps
+  auto data = MakeDirData(spec, dir.path(), 1);
+  ASSERT_TRUE(data.ok()) << data.status().ToString();
+  auto ex = (*data)->Get(0, false);
+  ASSERT_TRUE(ex.ok()) << ex.status().ToString();
+  EXPECT_EQ(ex->target.frames, 16);
+  EXPECT_EQ(ex->target.height, 24);
+  EXPECT_EQ(ex->target.width, 40);
+  EXPECT_EQ(ex->cond.height, 12);
+  EXPECT_EQ(ex->cond.width, 20);
+  EXPECT_TRUE(synth::ParseCaption(ex->caption).ok());
+  // Missing captions and a missing directory are clear errors.
+  testing::TempDir empty;
+  auto none = MakeDirData(spec, empty.path(), 1);
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("captions"), std::string::npos);
+  EXPECT_FALSE(MakeDirData(spec, empty.path() + "/nope", 1).ok());
+}
+
+}  // namespace
+}  // namespace vidfarm::models
