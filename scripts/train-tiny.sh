@@ -7,7 +7,9 @@
 #   VIDFARM_TRAIN_STEPS_SCALE=0.1 ...     # shorter runs (fraction of the step counts below)
 #   VIDFARM_DEVICE=cuda ...               # on a GPU
 #
-# Every run uses bf16 autocast on the CPU (weights and optimizer state stay f32).
+# Every run uses bf16 autocast on the CPU (weights and optimizer state stay f32). On a shared
+# 2-core machine, run two stages side by side with VIDFARM_THREADS=1 each: one OpenMP team of two
+# threads stalls badly whenever another process takes a core.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${VIDFARM_BIN:-$root/build/vidfarm}"
@@ -18,13 +20,13 @@ device="${VIDFARM_DEVICE:-cpu}"
 plan=(
   "base   0  20000  16  3e-4  --image-fraction 0.2"
   "tsr1   1  8000   16  3e-4  "
-  "ssr2   2  8000   16  3e-4  --image-fraction 0.2 --eval-every 500"
-  "ssr3   3  6000   8   3e-4  --image-fraction 0.2 --eval-every 500"
+  "ssr2   2  8000   8   3e-4  --image-fraction 0.2 --crop-frames 8 --eval-every 500"
+  "ssr3   3  6000   8   3e-4  --image-fraction 0.2 --crop-frames 8 --eval-every 500"
   "tsr4   4  4000   8   3e-4  --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "tsr5   5  4000   8   3e-4  --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "ssr6   6  4000   8   3e-4  --crop-frames 16 --eval-every 500"
   # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again, eps-prediction.
-  "ssr2-eps 2 8000  16  3e-4  --image-fraction 0.2 --eval-every 500 --prediction eps"
+  "ssr2-eps 2 8000  8   3e-4  --image-fraction 0.2 --crop-frames 8 --eval-every 500 --prediction eps"
 )
 want=("$@")
 for row in "${plan[@]}"; do

@@ -142,37 +142,13 @@ TEST(StorageCrash, ChildKilledAfterKCommitsLeavesExactlyK) {
   ExpectStateAfter(*store, k);
 }
 
-TEST(StorageCrash, ChildKilledMidStreamLeavesAWholePrefix) {
+// A child commits until killed (group = 0: every commit synced; else one Sync per `group`
+// unsynced commits); the kill lands anywhere, possibly inside a commit or a Sync. Every commit the
+// child acknowledged (after its sync) is there, and what is there is a whole prefix.
+void KillMidStreamAndCheck(int group) {
   TempDir dir;
   int ack = -1;
-  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack);  // commits until killed
-  ASSERT_GT(pid, 0);
-  int acks = 0;
-  char c;
-  while (acks < 40 && read(ack, &c, 1) == 1) ++acks;
-  kill(pid, SIGKILL);  // lands anywhere, possibly inside a commit
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  close(ack);
-  ASSERT_EQ(acks, 40) << "child died early, status " << status;
-
-  StoreOptions o;
-  o.path = dir.db();
-  auto store = testing::OpenOrDie(o);
-  ASSERT_TRUE(store);
-  auto job = store->GetJob(kJobId);
-  ASSERT_TRUE(job.ok()) << job.status().ToString();
-  int m = job->stages_done;
-  EXPECT_GE(m, 40);  // every acknowledged commit is there
-  ExpectStateAfter(*store, m);
-}
-
-// Group commit: unsynced commits, one Sync per 5. A kill lands anywhere (inside a commit or a
-// Sync); every commit acknowledged after its Sync is there, and what is there is a whole prefix.
-TEST(StorageCrash, GroupCommitChildKilledMidStreamLeavesAWholePrefixWithEverySyncedCommit) {
-  TempDir dir;
-  int ack = -1;
-  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack, /*group=*/5);
+  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack, group);
   ASSERT_GT(pid, 0);
   int acks = 0;
   char c;
@@ -190,8 +166,14 @@ TEST(StorageCrash, GroupCommitChildKilledMidStreamLeavesAWholePrefixWithEverySyn
   auto job = store->GetJob(kJobId);
   ASSERT_TRUE(job.ok()) << job.status().ToString();
   int m = job->stages_done;
-  EXPECT_GE(m, 40);
+  EXPECT_GE(m, 40);  // every acknowledged commit is there
   ExpectStateAfter(*store, m);
+}
+
+TEST(StorageCrash, ChildKilledMidStreamLeavesAWholePrefix) { KillMidStreamAndCheck(0); }
+
+TEST(StorageCrash, GroupCommitChildKilledMidStreamLeavesAWholePrefixWithEverySyncedCommit) {
+  KillMidStreamAndCheck(5);
 }
 
 TEST(StorageCrash, UnsyncedCommitsAreReadableAtOnceAndKeepEventOrder) {

@@ -152,8 +152,10 @@ Status Trainer::Init() {
           "crop sizes must be multiples of {} for stage {} ({})", div, spec_.index, spec_.name));
     }
   }
-  if (opt_.crop_frames < 0 || opt_.crop_frames > spec_.frames) {
-    return Status::InvalidArgument(fmt::format("--crop-frames must be 0..{}", spec_.frames));
+  if (opt_.crop_frames < 0 || opt_.crop_frames > spec_.frames ||
+      opt_.crop_frames % spec_.temporal_factor != 0) {
+    return Status::InvalidArgument(fmt::format("--crop-frames must be 0..{} and a multiple of {}",
+                                               spec_.frames, spec_.temporal_factor));
   }
   if (opt_.crop_frames > 0 && spec_.net.temporal == TemporalMixing::kAttention) {
     // Relative-position attention would see shorter clips than at sampling; allowed, but say so.
@@ -314,7 +316,11 @@ Result<Batch> Trainer::MakeBatch(int64_t step) {
   if (ct != spec_.frames || ch != spec_.height || cw != spec_.width) {
     std::vector<torch::Tensor> cx, cc;
     for (int64_t r = 0; r < opt_.batch; ++r) {
-      const int64_t t0 = KeyedOffset(opt_.seed, key_step, r, Draw::kCropT, spec_.frames - ct);
+      // A TSR crop starts on an original frame, so the repeated conditioning frames keep the
+      // phase they have at sampling.
+      const int64_t tf = spec_.temporal_factor;
+      const int64_t t0 =
+          KeyedOffset(opt_.seed, key_step, r, Draw::kCropT, (spec_.frames - ct) / tf) * tf;
       const int64_t y0 = KeyedOffset(opt_.seed, key_step, r, Draw::kCropY, spec_.height - ch);
       const int64_t x0 = KeyedOffset(opt_.seed, key_step, r, Draw::kCropX, spec_.width - cw);
       auto crop = [&](const torch::Tensor& v) {
