@@ -295,6 +295,13 @@ class Farm {
     return r.ok() ? (*r)["job"] : json();
   }
   std::string State(const std::string& id) { return Job(id).value("state", std::string("?")); }
+  // Polls until job `id` has `n` stages done or the time is up; the caller checks the outcome.
+  void WaitStagesDone(const std::string& id, int n, int timeout_ms = 3000) {
+    const int64_t deadline = NowMs() + timeout_ms;
+    while (NowMs() < deadline && Job(id)["stages_done"] != n) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+  }
   ::testing::AssertionResult WaitState(const std::string& id, const std::string& state,
                                        int timeout_ms = 10000) {
     const int64_t deadline = NowMs() + timeout_ms;

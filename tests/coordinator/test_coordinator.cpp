@@ -87,10 +87,7 @@ TEST(Coordinator, OneWorkerPerStageDrivesJobToDone) {
     ASSERT_TRUE(workers[s]->RunOne(1, -0.5f + 0.15f * s)) << "stage " << s;
     // The next stage becomes ready only after this RESULT is stored.
     if (s < 6) {
-      const int64_t deadline = NowMs() + 5000;
-      while (NowMs() < deadline && farm.Job(job)["stages_done"] != s + 1) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
+      farm.WaitStagesDone(job, s + 1, 5000);
       EXPECT_EQ(farm.Job(job)["stages_done"], s + 1);
     }
   }
@@ -178,10 +175,7 @@ TEST(Coordinator, BatchedAssignTakesCompatibleTasksUpToMaxBatch) {
   ASSERT_EQ(b.header["tasks"].size(), 2u);
   ASSERT_TRUE(w->Complete(b));
   for (const auto& id : ids) {
-    const int64_t deadline = NowMs() + 3000;
-    while (NowMs() < deadline && farm.Job(id)["stages_done"] != 1) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    farm.WaitStagesDone(id, 1, 3000);
     EXPECT_EQ(farm.Job(id)["stages_done"], 1) << id;
     EXPECT_EQ(farm.Job(id)["tasks"][1]["state"], "ready");
   }
@@ -247,10 +241,7 @@ void RunBusyRounds(bool group_commit) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(std::accumulate(ran.begin(), ran.end(), 0), kJobs);
   for (const auto& id : ids) {
-    const int64_t deadline = NowMs() + 5000;
-    while (NowMs() < deadline && farm.Job(id)["stages_done"] != 1) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
-    }
+    farm.WaitStagesDone(id, 1, 5000);
     ASSERT_EQ(farm.Job(id)["stages_done"], 1) << id;
   }
   auto status = farm.client->Call(Command::kStatus, json::object());
@@ -366,10 +357,7 @@ TEST(Coordinator, SilentWorkerLosesLeaseAndTaskResumesElsewhereFromCheckpoint) {
   a->set_heartbeat_back(false);
   EXPECT_FALSE(a->Put("late", StageBytes(0, 0.1f)));  // unknown_worker, not PUT_ACK
   ASSERT_TRUE(b->Complete(bs));
-  const int64_t d2 = NowMs() + 3000;
-  while (NowMs() < d2 && farm.Job(ids[0])["stages_done"] != 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  farm.WaitStagesDone(ids[0], 1, 3000);
   EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
 }
 
@@ -569,10 +557,7 @@ TEST(Coordinator, PauseHoldsNewLeasesAndResumeReleasesThem) {
   // Pausing a running job lets the running stage finish but leases nothing new.
   ASSERT_TRUE(farm.client->Call(Command::kPause, {{"job", ids[0]}}).ok());
   ASSERT_TRUE(w0->Complete(a));
-  const int64_t deadline = NowMs() + 3000;
-  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  farm.WaitStagesDone(ids[0], 1, 3000);
   EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
   EXPECT_EQ(farm.State(ids[0]), "paused");
   w1->Ready();
@@ -601,10 +586,7 @@ TEST(Coordinator, RestartResumesHalfDoneJobAndReattachesHeldLease) {
   ASSERT_TRUE(w0->Expect(Command::kAssign, &held));
   ASSERT_EQ(held.header["tasks"][0]["job"], ids[1]);
   const std::string lease = held.header["lease"];
-  const int64_t deadline = NowMs() + 3000;
-  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 2) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  farm.WaitStagesDone(ids[0], 2, 3000);
   ASSERT_EQ(farm.Job(ids[0])["stages_done"], 2);
 
   farm.Stop();  // the coordinator goes away mid-run
@@ -719,10 +701,7 @@ TEST(Coordinator, LeaseWithoutSignOfWorkIsRequeuedFromItsCheckpoint) {
   EXPECT_NE(again.header["lease"], lease);
   EXPECT_EQ(again.header["tasks"][0]["checkpoint"]["step"], 1);
   ASSERT_TRUE(a->Complete(again));
-  const int64_t deadline = NowMs() + 3000;
-  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  farm.WaitStagesDone(ids[0], 1, 3000);
   EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
 }
 
@@ -742,10 +721,7 @@ TEST(Coordinator, ProgressKeepsASlowLeaseAlive) {
   }
   EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "leased");
   ASSERT_TRUE(a->Complete(as));
-  const int64_t deadline = NowMs() + 3000;
-  while (NowMs() < deadline && farm.Job(ids[0])["stages_done"] != 1) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  farm.WaitStagesDone(ids[0], 1, 3000);
   EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
   EXPECT_EQ(farm.WorkerInfo("a")["failed"], 0);
 }
