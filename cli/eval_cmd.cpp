@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 
 #include "commands.h"
@@ -18,6 +20,8 @@ int RunEval(const std::vector<std::string>& args) {
   int64_t samples = o.samples, fidelity = o.fidelity_examples, sweep = o.sweep_samples,
           sweep_last = o.sweep_last_stage, steps = 0, threads = 0;
   bool no_sweep = false, json = false;
+  double guidance = -1, aug_logsnr = std::nan("");
+  std::string fidelity_stages;
   uint64_t seed = o.seed;
   FlagSet flags(
       "vidfarm eval [--preset tiny] [--models DIR] [--prompts FILE] [--samples N] [--out DIR] "
@@ -46,6 +50,13 @@ int RunEval(const std::vector<std::string>& args) {
   flags.Int("sweep-last-stage", 0, &sweep_last, "the guidance sweep renders stages 0..this");
   flags.Bool("no-sweep", 0, &no_sweep, "skip the guidance sweep");
   flags.Int("steps", 0, &steps, "sampling steps for every stage (0 = the preset's)");
+  flags.Double("guidance", 0, &guidance,
+               "constant guidance weight for every stage (default: each stage's own schedule)");
+  flags.Double("aug-logsnr", 0, &aug_logsnr,
+               "log-SNR of the SR conditioning augmentation for every stage (default: per stage)");
+  flags.Bool("fidelity-only", 0, &o.fidelity_only,
+             "run only part 2 (per-stage fidelity) and write report.json");
+  flags.String("stages", 0, &fidelity_stages, "SR stages for the fidelity part, e.g. 2,3 (default: all)");
   flags.String("out", 'o', &o.out_dir, "output directory");
   flags.String("v-log", 0, &o.v_log,
                "loss.csv of the v-prediction run of one SSR stage (default: training/<preset>/ssr2)");
@@ -66,6 +77,20 @@ int RunEval(const std::vector<std::string>& args) {
   o.guidance_sweep = !no_sweep;
   o.steps = static_cast<int>(steps);
   o.seed = seed;
+  if (guidance >= 0) o.guidance = guidance;
+  if (!std::isnan(aug_logsnr)) o.aug_logsnr = aug_logsnr;
+  for (size_t pos = 0; pos < fidelity_stages.size();) {
+    const size_t comma = std::min(fidelity_stages.find(',', pos), fidelity_stages.size());
+    const std::string item = fidelity_stages.substr(pos, comma - pos);
+    char* end = nullptr;
+    const long k = std::strtol(item.c_str(), &end, 10);
+    if (item.empty() || *end != '\0' || k < 1 || k > 6) {
+      return Fail("eval", "--stages takes SR stage indices 1..6 separated by commas, got '" +
+                              fidelity_stages + "'", 2);
+    }
+    o.fidelity_stages.push_back(static_cast<int>(k));
+    pos = comma + 1;
+  }
   auto dev = models::ParseDevice(device);
   if (!dev.ok()) return Fail("eval", dev.status().message(), 2);
   o.runner.device = *dev;
@@ -96,6 +121,17 @@ int RunEval(const std::vector<std::string>& args) {
   });
   if (!report.ok()) return Fail("eval", report.status().ToString());
   (*report)["command"] = command;
+  if (o.fidelity_only) {
+    std::error_code ec;
+    fs::create_directories(o.out_dir, ec);
+    std::FILE* f = std::fopen((fs::path(o.out_dir) / "report.json").string().c_str(), "w");
+    if (f == nullptr) return Fail("eval", "cannot write " + o.out_dir + "/report.json");
+    const std::string text = report->dump(2) + "\n";
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+    if (json) std::puts(report->dump(2).c_str());
+    return 0;
+  }
   if (auto st = models::WriteEvalReport(*report, o.out_dir); !st.ok()) {
     return Fail("eval", st.ToString());
   }

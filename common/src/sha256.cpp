@@ -7,6 +7,11 @@
 #include <memory>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
 namespace vidfarm {
 namespace {
 
@@ -36,9 +41,81 @@ struct FileCloser {
   void operator()(std::FILE* f) const { std::fclose(f); }
 };
 
+#if defined(__x86_64__)
+bool CpuHasShaNi() {
+  unsigned a = 0, b = 0, c = 0, d = 0;
+  if (!__get_cpuid(1, &a, &b, &c, &d)) return false;
+  const bool sse41 = (c & bit_SSE4_1) != 0, ssse3 = (c & bit_SSSE3) != 0;
+  if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return false;
+  return sse41 && ssse3 && (b & bit_SHA) != 0;
+}
+
+// SHA-NI: sha256rnds2 runs two rounds on the state held as (A,B,E,F) and (C,D,G,H);
+// sha256msg1/msg2 extend the message schedule four words at a time. W[t] for the group of four
+// words g >= 4 is msg2(msg1(X[g-4], X[g-3]) + (X[g-2] shifted in from X[g-1]), X[g-1]).
+__attribute__((target("sha,sse4.1,ssse3"))) void BlocksShaNi(uint32_t* h, const uint8_t* p,
+                                                             size_t count) {
+  const __m128i byteswap = _mm_set_epi64x(0x0c0d0e0f08090a0bLL, 0x0405060700010203LL);
+  __m128i tmp = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h)), 0xB1);
+  __m128i cdgh = _mm_shuffle_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(h + 4)), 0x1B);
+  __m128i abef = _mm_alignr_epi8(tmp, cdgh, 8);
+  cdgh = _mm_blend_epi16(cdgh, tmp, 0xF0);
+  for (; count > 0; --count, p += 64) {
+    const __m128i abef_in = abef, cdgh_in = cdgh;
+    __m128i x[4];
+    for (int g = 0; g < 16; ++g) {
+      __m128i& cur = x[g & 3];
+      if (g < 4) {
+        cur = _mm_shuffle_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p + 16 * g)),
+                               byteswap);
+      } else {
+        const __m128i& prev = x[(g + 3) & 3];
+        __m128i t = _mm_sha256msg1_epu32(cur, x[(g + 1) & 3]);
+        t = _mm_add_epi32(t, _mm_alignr_epi8(prev, x[(g + 2) & 3], 4));
+        cur = _mm_sha256msg2_epu32(t, prev);
+      }
+      __m128i wk = _mm_add_epi32(
+          cur, _mm_loadu_si128(reinterpret_cast<const __m128i*>(kRoundConstants + 4 * g)));
+      cdgh = _mm_sha256rnds2_epu32(cdgh, abef, wk);
+      wk = _mm_shuffle_epi32(wk, 0x0E);
+      abef = _mm_sha256rnds2_epu32(abef, cdgh, wk);
+    }
+    abef = _mm_add_epi32(abef, abef_in);
+    cdgh = _mm_add_epi32(cdgh, cdgh_in);
+  }
+  tmp = _mm_shuffle_epi32(abef, 0x1B);
+  cdgh = _mm_shuffle_epi32(cdgh, 0xB1);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h), _mm_blend_epi16(tmp, cdgh, 0xF0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(h + 4), _mm_alignr_epi8(cdgh, tmp, 8));
+}
+#endif
+
 }  // namespace
 
-Sha256::Sha256() { std::memcpy(h_, kInitialHash, sizeof(h_)); }
+bool Sha256::HasHardware() {
+#if defined(__x86_64__)
+  static const bool has = CpuHasShaNi();
+  return has;
+#else
+  return false;
+#endif
+}
+
+Sha256::Sha256() : Sha256(false) {}
+
+Sha256::Sha256(bool portable) : hardware_(!portable && HasHardware()) {
+  std::memcpy(h_, kInitialHash, sizeof(h_));
+}
+
+void Sha256::Blocks(const uint8_t* p, size_t count) {
+#if defined(__x86_64__)
+  if (hardware_) {
+    BlocksShaNi(h_, p, count);
+    return;
+  }
+#endif
+  for (; count > 0; --count, p += 64) Block(p);
+}
 
 void Sha256::Block(const uint8_t* p) {
   uint32_t w[64];
@@ -89,11 +166,14 @@ void Sha256::Update(const void* data, size_t n) {
     p += take;
     n -= take;
     if (buf_len_ < sizeof(buf_)) return;
-    Block(buf_);
+    Blocks(buf_, 1);
     buf_len_ = 0;
   }
   // Whole blocks straight from the caller's memory, no copy.
-  for (; n >= 64; p += 64, n -= 64) Block(p);
+  const size_t whole = n / 64;
+  Blocks(p, whole);
+  p += whole * 64;
+  n -= whole * 64;
   std::memcpy(buf_, p, n);
   buf_len_ = n;
 }

@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "vidfarm/common/crc32.h"
+
 namespace vidfarm::wire {
 namespace {
 
@@ -29,22 +31,6 @@ constexpr std::array<CommandEntry, 25> kCommands = {{
     {Command::kWorkers, "WORKERS"},     {Command::kReply, "REPLY"},
     {Command::kEvent, "EVENT"},
 }};
-
-uint32_t Crc32(const void* data, size_t n) {
-  static const std::array<uint32_t, 256> table = [] {
-    std::array<uint32_t, 256> t{};
-    for (uint32_t i = 0; i < 256; ++i) {
-      uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  uint32_t c = 0xFFFFFFFFu;
-  const auto* p = static_cast<const uint8_t*>(data);
-  for (size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 
 template <typename T>
 void Put(std::string* out, T v) {

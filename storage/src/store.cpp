@@ -15,7 +15,7 @@
 #include <new>
 #include <random>
 
-#include "crc32c.h"
+#include "vidfarm/common/crc32.h"
 #include "vidfarm/common/hash.h"
 #include "vidfarm/common/log.h"
 #include "vidfarm/common/sha256.h"

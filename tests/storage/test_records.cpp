@@ -2,7 +2,7 @@
 
 #include <string>
 
-#include "../../storage/src/crc32c.h"
+#include "vidfarm/common/crc32.h"
 #include "vidfarm/storage/records.h"
 
 namespace vidfarm::storage {

@@ -240,6 +240,10 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
                       const std::function<void(const std::string&)>& progress) {
   json stages = json::array();
   for (int k = 1; k < cascade.num_stages(); ++k) {
+    if (!o.fidelity_stages.empty() &&
+        std::find(o.fidelity_stages.begin(), o.fidelity_stages.end(), k) == o.fidelity_stages.end()) {
+      continue;
+    }
     const StageSpec& spec = cascade.stage(k).spec();
     const auto start = Clock::now();
     std::vector<std::string> prompts;
@@ -265,6 +269,26 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
       for (auto& v : got) outs.push_back(std::move(v));
     }
     const bool tsr = spec.kind == StageKind::kTemporalSR;
+    // A look at the first examples: the naive upsampling, the stage's output, the ground truth.
+    if (!o.out_dir.empty()) {
+      std::vector<std::vector<Video>> rows;
+      std::vector<std::string> labels;
+      for (size_t i = 0; i < std::min<size_t>(outs.size(), 3); ++i) {
+        torch::Tensor naive = VideoToTensor(inputs[i]);
+        if (tsr) naive = UpsampleFrames(naive, spec.temporal_factor, TemporalUpsample::kRepeat);
+        naive = ResizeVideo(naive, spec.height, spec.width).clamp(-1, 1);
+        VF_ASSIGN_OR_RETURN(Video nv, TensorToVideo(naive, spec.fps));
+        rows.push_back({std::move(nv)});
+        rows.push_back({outs[i]});
+        rows.push_back({targets[i]});
+        labels.insert(labels.end(), {tsr ? "repeat" : "bilinear", spec.name, "truth"});
+      }
+      ContactSheetOptions co;
+      co.scale = static_cast<int>(std::max<int64_t>(1, 96 / spec.height));
+      co.title = fmt::format("stage {} ({}) on ground-truth input", k, spec.name);
+      VF_ASSIGN_OR_RETURN(Video sheet, ContactSheet(rows, labels, co));
+      VF_RETURN_NOT_OK(SavePlotPng(sheet, (fs::path(o.out_dir) / fmt::format("fidelity_stage{}.png", k)).string()));
+    }
     double psnr = 0, ssim = 0, base_psnr = 0, base_ssim = 0, blend_psnr = 0;
     for (size_t i = 0; i < outs.size(); ++i) {
       const torch::Tensor y = VideoToTensor(outs[i]), gt = VideoToTensor(targets[i]);
@@ -581,13 +605,17 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   CascadeOptions co;
   co.preset = o.preset;
   co.models_dir = o.models_dir;
-  co.allow_random_weights = o.random_weights;
+  co.allow_random_weights = o.random_weights || o.fidelity_only;  // unselected stages may be untrained
   co.force_random_weights = o.random_weights;
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
-  if (o.steps > 0) {
+  if (o.steps > 0 || o.guidance || o.aug_logsnr) {
     co.overrides.assign(preset.stages.size(), StageOverrides{});
-    for (auto& ov : co.overrides) ov.steps = o.steps;
+    for (auto& ov : co.overrides) {
+      if (o.steps > 0) ov.steps = o.steps;
+      ov.guidance = o.guidance;
+      ov.aug_logsnr = o.aug_logsnr;
+    }
   }
   VF_ASSIGN_OR_RETURN(auto cascade, Cascade::Open(co));
   const int last = cascade->num_stages() - 1;
@@ -603,6 +631,12 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
             {"steps", o.steps > 0 ? json(o.steps) : json("preset defaults")},
             {"device", o.runner.device.str()},
             {"threads", torch::get_num_threads()}};
+  if (o.guidance) r["guidance_override"] = *o.guidance;
+  if (o.aug_logsnr) r["aug_logsnr_override"] = *o.aug_logsnr;
+  if (o.fidelity_only) {
+    VF_ASSIGN_OR_RETURN(r["fidelity"], Fidelity(*cascade, o, progress));
+    return r;
+  }
 
   // 1 and 3: the whole cascade on every prompt.
   VF_ASSIGN_OR_RETURN(ChainResult chain, RunChain(*cascade, prompts, o.seed, last, settings,

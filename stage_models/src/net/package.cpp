@@ -219,10 +219,13 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
     auto a = UNetConfig::FromJson(config.at("architecture"));
     if (!a.ok()) return corrupt(a.status().message());
     arch = *a;
-    if (!(arch == expected.net)) {
+    // The output skip goes with the parameterization (like "prediction"): the package says.
+    UNetConfig want = expected.net;
+    want.cond_skip = arch.cond_skip;
+    if (!(arch == want)) {
       return Status::InvalidArgument("package " + dir + " architecture differs from " +
                                      StageName(expected.index, expected.label) + ": " +
-                                     DiffKeys(arch.ToJson(), expected.net.ToJson()));
+                                     DiffKeys(arch.ToJson(), want.ToJson()));
     }
     prediction = config.value("prediction", std::string("v"));
     if (prediction != "v" && prediction != "eps") return corrupt("prediction '" + prediction + "'");
@@ -237,6 +240,7 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
     return corrupt(std::string("config.json is missing or has a malformed field: ") + e.what());
   }
   pkg.spec.sampling.prediction = prediction;
+  pkg.spec.net.cond_skip = arch.cond_skip;
 
   const std::string wpath = (fs::path(dir) / weights_file).string();
   if (!fs::exists(wpath, ec)) {

@@ -57,6 +57,7 @@ nlohmann::json UNetConfig::ToJson() const {
   j["fully_convolutional"] = fully_convolutional;
   j["groups"] = groups;
   j["patch"] = patch;
+  j["cond_skip"] = cond_skip;
   return j;
 }
 
@@ -89,6 +90,7 @@ Result<UNetConfig> UNetConfig::FromJson(const nlohmann::json& j) {
     c.fully_convolutional = j.value("fully_convolutional", false);
     c.groups = j.at("groups").get<int64_t>();
     c.patch = j.value("patch", int64_t{1});
+    c.cond_skip = j.value("cond_skip", false);
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("bad U-Net architecture JSON: ") + e.what());
   }
@@ -116,6 +118,7 @@ Status UNetConfig::Validate() const {
   if (text_dim <= 0) return bad("text_dim must be positive");
   if (groups <= 0) return bad("groups must be positive");
   if (patch < 1 || patch > 8) return bad("patch must be in [1, 8]");
+  if (cond_skip && !super_resolution) return bad("cond_skip needs a super-resolution network");
   for (int64_t m : mults) {
     if (m <= 0) return bad("mults must be positive");
     if ((dim * m) % groups != 0) {
@@ -655,11 +658,16 @@ torch::Tensor VideoUNetImpl::forward(const UNetInputs& in) {
     }
   }
   hcur = conv_out_->forward(ops::silu(norm_out_->forward(hcur)));  // [BT,C*p*p,h,w]
-  return hcur.permute({0, 2, 3, 1})
-      .reshape({b, t, hp, wp, c.channels, p, p})
-      .permute({0, 4, 1, 2, 5, 3, 6})
-      .reshape({b, c.channels, t, h, w})
-      .contiguous();
+  auto out = hcur.permute({0, 2, 3, 1})
+                 .reshape({b, t, hp, wp, c.channels, p, p})
+                 .permute({0, 4, 1, 2, 5, 3, 6})
+                 .reshape({b, c.channels, t, h, w})
+                 .contiguous();
+  if (c.cond_skip) {
+    const auto sigma = torch::sqrt(torch::sigmoid(-in.logsnr.to(torch::kFloat32))).view({b, 1, 1, 1, 1});
+    out = out - (sigma * in.cond_video.to(torch::kFloat32)).to(out.scalar_type());
+  }
+  return out;
 }
 
 Result<VideoUNet> MakeVideoUNet(const UNetConfig& config, torch::Device device) {

@@ -143,6 +143,7 @@ Status Trainer::Init() {
   }
   spec_ = preset_.stages[o.stage];
   spec_.sampling.prediction = o.prediction == Parameterization::kV ? "v" : "eps";
+  if (o.prediction != Parameterization::kV) spec_.net.cond_skip = false;  // a v-space offset
   if (opt_.crop_h == 0 && spec_.trained_on_crops) opt_.crop_h = spec_.crop_h;
   if (opt_.crop_w == 0 && spec_.trained_on_crops) opt_.crop_w = spec_.crop_w;
   const int64_t div = spec_.net.divisor();
@@ -245,6 +246,13 @@ Status Trainer::Resume() {
   VF_RETURN_NOT_OK(mismatch("batch", opt_.batch));
   VF_RETURN_NOT_OK(mismatch("seed", opt_.seed));
   VF_RETURN_NOT_OK(mismatch("data", opt_.data));
+  // Older checkpoints did not record the architecture; the tensor shapes are checked below.
+  if (state.contains("architecture")) VF_RETURN_NOT_OK(mismatch("architecture", spec_.net.ToJson()));
+  else if (spec_.net.cond_skip) {
+    return Status::InvalidArgument(fmt::format(
+        "checkpoint {} predates the SR output skip (cond_skip): start a new --checkpoint-dir",
+        dir.string()));
+  }
   VF_ASSIGN_OR_RETURN(auto weights, ReadSafetensors((dir / "weights.safetensors").string()));
   VF_ASSIGN_OR_RETURN(auto adam, ReadSafetensors((dir / "adam.safetensors").string()));
   torch::NoGradGuard no_grad;
@@ -541,6 +549,7 @@ Status Trainer::SaveCheckpoint() {
                           {"batch", opt_.batch},
                           {"seed", opt_.seed},
                           {"data", opt_.data},
+                          {"architecture", spec_.net.ToJson()},
                           {"lr", opt_.lr}};
   VF_RETURN_NOT_OK(WriteTextFileAtomic(tmp / "state.json", state.dump(2) + "\n"));
   fs::remove_all(final_dir, ec);

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "vidfarm/stage_models/preset.h"
 #include "vidfarm/stage_models/text_encoder.h"
 #include "vidfarm/stage_models/unet.h"
@@ -212,6 +214,42 @@ TEST(UNet, MetaDeviceAllocatesNothing) {
   ASSERT_TRUE(net.ok());
   for (const auto& p : (*net)->parameters()) ASSERT_TRUE(p.device().is_meta());
   EXPECT_GT(CountParameters(**net), int64_t{1000} * 1000 * 1000);
+}
+
+// With the SR output skip, the network's v is its own output minus σ(λ)·cond: a network whose
+// last convolution is zero predicts x̂ = α·z + σ²·cond, which at pure noise is the conditioning.
+TEST(UNet, CondSkipOffsetsTheOutputBySigmaTimesCond) {
+  torch::NoGradGuard ng;
+  auto c = TinyStage(2).net;
+  ASSERT_TRUE(c.super_resolution);
+  ASSERT_TRUE(c.cond_skip);  // the presets turn it on for every SR stage
+  auto with = MakeNet(c);
+  c.cond_skip = false;
+  auto without = MakeNet(c);
+  const auto in = MakeInputs(c, 2, 4, TinyStage(2).height, TinyStage(2).width, 3);
+  const auto sigma = torch::sqrt(torch::sigmoid(-in.logsnr)).view({2, 1, 1, 1, 1});
+  const auto diff = without->forward(in) - with->forward(in);
+  EXPECT_TRUE(torch::allclose(diff, sigma * in.cond_video, 1e-5, 1e-5));
+
+  // Zero the output convolution: at λ = −20 the implied x̂ = α·z − σ·v is the conditioning.
+  for (auto& p : with->named_parameters()) {
+    if (p.key().rfind("conv_out.", 0) == 0) p.value().zero_();
+  }
+  auto x = in;
+  x.logsnr = torch::full({2}, -20.0);
+  const auto v = with->forward(x);
+  const double a = std::sqrt(1.0 / (1.0 + std::exp(20.0))), s = std::sqrt(1.0 / (1.0 + std::exp(-20.0)));
+  EXPECT_TRUE(torch::allclose(a * x.z - s * v, a * x.z + s * s * x.cond_video, 1e-5, 1e-5));
+  EXPECT_LT((a * x.z - s * v - x.cond_video).abs().max().item<double>(), 1e-3);
+
+  // Only SR networks can have it; the JSON carries it, and old JSON without it reads as off.
+  UNetConfig base = TinyStage(0).net;
+  base.cond_skip = true;
+  EXPECT_TRUE(base.Validate().IsInvalidArgument());
+  auto j = TinyStage(2).net.ToJson();
+  EXPECT_EQ(j.at("cond_skip"), true);
+  j.erase("cond_skip");
+  EXPECT_FALSE(UNetConfig::FromJson(j)->cond_skip);
 }
 
 TEST(UNet, ConfigJsonRoundTripAndValidation) {

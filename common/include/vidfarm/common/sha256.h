@@ -1,4 +1,5 @@
-// SHA-256 (FIPS 180-4), for model package weights and blob checksums.
+// SHA-256 (FIPS 180-4), for model package weights and blob checksums. Uses the x86 SHA
+// extensions (SHA-NI) when the CPU has them, checked once at run time; portable code otherwise.
 #pragma once
 
 #include <cstddef>
@@ -16,8 +17,14 @@ class Sha256 {
   // Lower-case hex digest; the object must not be updated afterwards.
   std::string FinalHex();
 
+  // Whether this machine runs the SHA-NI code path; `portable` forces the other one (tests).
+  static bool HasHardware();
+  explicit Sha256(bool portable);
+
  private:
+  void Blocks(const uint8_t* p, size_t count);
   void Block(const uint8_t* p);
+  bool hardware_ = false;
   uint32_t h_[8];
   uint8_t buf_[64];
   size_t buf_len_ = 0;

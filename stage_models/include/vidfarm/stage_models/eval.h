@@ -16,6 +16,7 @@
 
 #include <functional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -35,6 +36,13 @@ struct EvalOptions {
   int sweep_samples = 8;         // prompts per guidance setting
   int sweep_last_stage = 2;      // the sweep renders stages 0..this (the analyzer reads that size)
   int steps = 0;                 // > 0: every stage samples this many steps (quick runs)
+  // Overrides of every stage's sampling settings (diagnosis: e.g. an SR stage without guidance).
+  std::optional<double> guidance;    // constant classifier-free guidance weight
+  std::optional<double> aug_logsnr;  // SR conditioning augmentation level
+  // Only part 2 (per-stage fidelity), on these stages (empty: every SR stage); the report then
+  // holds only "fidelity" and the settings.
+  bool fidelity_only = false;
+  std::vector<int> fidelity_stages;
   std::string out_dir = "eval";
   uint64_t seed = 1;             // prompts, scenes and sampling seeds
   // loss.csv of the v and the ε training run of one SSR stage (with eval_psnr rows). Empty or

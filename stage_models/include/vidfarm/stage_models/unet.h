@@ -45,6 +45,11 @@ struct UNetConfig {
   // Space-to-depth factor: the network runs at H/patch x W/patch on patch^2-times more channels
   // (pixel unshuffle in, pixel shuffle out). 1 = off; 2 quarters the cost of high-res stages.
   int64_t patch = 1;
+  // SR only: the network's output is offset by −σ(λ)·cond_video, so an untrained network already
+  // predicts v as if the clean video were the (upsampled) conditioning: v = α·ε − σ·x with x = cond.
+  // The network then learns the residual, −σ·(x − cond), plus the noise. Meant for v-prediction
+  // (for ε-prediction the conditioning carries no weight at high noise; leave it off).
+  bool cond_skip = false;
 
   int levels() const { return static_cast<int>(mults.size()); }
   int res_blocks(int level) const;
