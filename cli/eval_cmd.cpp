@@ -21,7 +21,7 @@ int RunEval(const std::vector<std::string>& args) {
           sweep_last = o.sweep_last_stage, steps = 0, threads = 0;
   bool no_sweep = false, json = false;
   double guidance = -1, aug_logsnr = std::nan("");
-  std::string fidelity_stages;
+  std::string fidelity_stages, thresholding;
   uint64_t seed = o.seed;
   FlagSet flags(
       "vidfarm eval [--preset tiny] [--models DIR] [--prompts FILE] [--samples N] [--out DIR] "
@@ -54,6 +54,8 @@ int RunEval(const std::vector<std::string>& args) {
                "constant guidance weight for every stage (default: each stage's own schedule)");
   flags.Double("aug-logsnr", 0, &aug_logsnr,
                "log-SNR of the SR conditioning augmentation for every stage (default: per stage)");
+  flags.String("thresholding", 0, &thresholding,
+               "none | static | dynamic for every stage (default: per stage)");
   flags.Bool("fidelity-only", 0, &o.fidelity_only,
              "run only part 2 (per-stage fidelity) and write report.json");
   flags.String("stages", 0, &fidelity_stages, "SR stages for the fidelity part, e.g. 2,3 (default: all)");
@@ -79,6 +81,7 @@ int RunEval(const std::vector<std::string>& args) {
   o.seed = seed;
   if (guidance >= 0) o.guidance = guidance;
   if (!std::isnan(aug_logsnr)) o.aug_logsnr = aug_logsnr;
+  if (!thresholding.empty()) o.thresholding = thresholding;
   for (size_t pos = 0; pos < fidelity_stages.size();) {
     const size_t comma = std::min(fidelity_stages.find(',', pos), fidelity_stages.size());
     const std::string item = fidelity_stages.substr(pos, comma - pos);

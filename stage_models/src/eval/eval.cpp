@@ -609,12 +609,13 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   co.force_random_weights = o.random_weights;
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
-  if (o.steps > 0 || o.guidance || o.aug_logsnr) {
+  if (o.steps > 0 || o.guidance || o.aug_logsnr || o.thresholding) {
     co.overrides.assign(preset.stages.size(), StageOverrides{});
     for (auto& ov : co.overrides) {
       if (o.steps > 0) ov.steps = o.steps;
       ov.guidance = o.guidance;
       ov.aug_logsnr = o.aug_logsnr;
+      ov.thresholding = o.thresholding;
     }
   }
   VF_ASSIGN_OR_RETURN(auto cascade, Cascade::Open(co));
@@ -633,6 +634,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
             {"threads", torch::get_num_threads()}};
   if (o.guidance) r["guidance_override"] = *o.guidance;
   if (o.aug_logsnr) r["aug_logsnr_override"] = *o.aug_logsnr;
+  if (o.thresholding) r["thresholding_override"] = *o.thresholding;
   if (o.fidelity_only) {
     VF_ASSIGN_OR_RETURN(r["fidelity"], Fidelity(*cascade, o, progress));
     return r;
