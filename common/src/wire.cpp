@@ -147,21 +147,24 @@ Result<double> GetDouble(const Message& m, const char* field) {
 std::string EncodeVideo(const Video& v) {
   std::string out;
   out.reserve(kVideoHeaderBytes + v.data.size() * sizeof(float));
-  out.append("VFV1", 4);
+  out.append("VFV2", 4);
   Put<uint32_t>(&out, static_cast<uint32_t>(v.channels));
   Put<uint32_t>(&out, static_cast<uint32_t>(v.frames));
   Put<uint32_t>(&out, static_cast<uint32_t>(v.height));
   Put<uint32_t>(&out, static_cast<uint32_t>(v.width));
   Put<double>(&out, v.fps);
-  Put<uint32_t>(&out, Crc32(v.data.data(), v.data.size() * sizeof(float)));
+  Put<uint32_t>(&out, Crc32c(v.data.data(), v.data.size() * sizeof(float)));
   out.append(reinterpret_cast<const char*>(v.data.data()), v.data.size() * sizeof(float));
   return out;
 }
 
 Result<Video> DecodeVideo(std::string_view bytes) {
-  if (bytes.size() < kVideoHeaderBytes || bytes.substr(0, 4) != "VFV1") {
+  const std::string_view magic = bytes.substr(0, 4);
+  if (bytes.size() < kVideoHeaderBytes || (magic != "VFV1" && magic != "VFV2")) {
     return Status::Corruption("video payload: bad magic or truncated header");
   }
+  // VFV1 (older databases) carries CRC-32; VFV2 CRC-32C, which the CPU computes in hardware.
+  const bool castagnoli = magic == "VFV2";
   const char* p = bytes.data() + 4;
   Video v;
   v.channels = Get<uint32_t>(p);
@@ -177,7 +180,8 @@ Result<Video> DecodeVideo(std::string_view bytes) {
                                           bytes.size(), v.ShapeString()));
   }
   const char* data = bytes.data() + kVideoHeaderBytes;
-  if (Crc32(data, n * sizeof(float)) != crc) {
+  const size_t bytes_n = n * sizeof(float);
+  if ((castagnoli ? Crc32c(data, bytes_n) : Crc32(data, bytes_n)) != crc) {
     return Status::Corruption("video payload: checksum mismatch");
   }
   v.data.resize(n);

@@ -1,8 +1,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstring>
 #include <random>
 
+#include "vidfarm/common/crc32.h"
 #include "vidfarm/common/wire.h"
 
 namespace vidfarm::wire {
@@ -107,6 +109,23 @@ TEST(Wire, VideoCodecIsLosslessAndChecksummed) {
   huge[4] = '\xff';
   huge[5] = '\xff';
   EXPECT_FALSE(DecodeVideo(huge).ok());
+
+  // New payloads are VFV2 (CRC-32C); VFV1 payloads of older databases (CRC-32) still decode, and
+  // a checksum of the other kind is caught.
+  ASSERT_EQ(bytes.substr(0, 4), "VFV2");
+  const char* samples = bytes.data() + 32;
+  const size_t n = bytes.size() - 32;
+  uint32_t crc = 0;
+  std::memcpy(&crc, bytes.data() + 28, 4);
+  EXPECT_EQ(crc, Crc32c(samples, n));
+  std::string v1 = bytes;
+  v1.replace(0, 4, "VFV1");
+  EXPECT_EQ(DecodeVideo(v1).status().code(), Status::Code::kCorruption);  // CRC-32C under VFV1
+  const uint32_t ieee = Crc32(samples, n);
+  std::memcpy(v1.data() + 28, &ieee, 4);
+  auto old = DecodeVideo(v1);
+  ASSERT_TRUE(old.ok()) << old.status().ToString();
+  EXPECT_EQ(old->data, v.data);
 }
 
 }  // namespace

@@ -92,9 +92,10 @@ Result<int64_t> GetInt(const Message& m, const char* field);
 Result<std::string> GetString(const Message& m, const char* field);
 Result<double> GetDouble(const Message& m, const char* field);
 
-// Binary video codec for payloads and blobs: lossless float32, with a CRC32 over the samples.
-//   "VFV1" | u32 channels | u32 frames | u32 height | u32 width | f64 fps | u32 crc32 | f32 data…
-// (little-endian). Also used for sampler checkpoints (the latent has a video's shape).
+// Binary video codec for payloads and blobs: lossless float32, with a checksum over the samples.
+//   "VFV2" | u32 channels | u32 frames | u32 height | u32 width | f64 fps | u32 crc32c | f32 data…
+// (little-endian). Also used for sampler checkpoints (the latent has a video's shape). Decoding
+// also reads "VFV1", the same layout with CRC-32 (IEEE), which databases written before hold.
 std::string EncodeVideo(const Video& v);
 Result<Video> DecodeVideo(std::string_view bytes);  // Corruption on any mismatch
 
