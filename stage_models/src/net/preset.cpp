@@ -165,8 +165,9 @@ CascadePreset Tiny() {
     // Dynamic thresholding divides the whole of x̂ by its 99.5th-percentile magnitude: on this
     // world's saturated colours and black backgrounds any overshoot dims every pixel (ssr2 at step
     // ~2000, `vidfarm eval --fidelity-only --stages 2 --thresholding T`: 19.8 dB dynamic, 25.9 dB
-    // static). SR stages clip; the base keeps the paper's choice.
-    if (s.kind != StageKind::kBase) s.sampling.thresholding = "static";
+    // static; the base at step 12000 renders "a red circle moving right" on dark grey-green with
+    // dynamic, on black with static). Every tiny stage clips; `eval`'s sweep compares both.
+    s.sampling.thresholding = "static";
     if (s.oscillating_cfg) {
       s.sampling.guidance = 5.0;
       s.sampling.guidance_low = 1.0;
