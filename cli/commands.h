@@ -31,7 +31,8 @@ int RunWorkers(const std::vector<std::string>& args);
 std::string DefaultModelsDir(const std::string& preset);
 
 // Applies --threads / VIDFARM_THREADS (0 = all cores) to LibTorch.
-void SetThreads(int64_t threads);
+// Sets LibTorch's intra-op threads of the calling thread (0 = one per core); returns the count.
+int SetThreads(int64_t threads);
 // Prints "vidfarm <cmd>: <message>" to stderr and returns the exit code for the status.
 int Fail(const std::string& command, const std::string& message, int code = 1);
 

@@ -42,9 +42,10 @@ std::string DefaultModelsDir(const std::string& preset) {
   return "";
 }
 
-void SetThreads(int64_t threads) {
+int SetThreads(int64_t threads) {
   if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
   torch::set_num_threads(static_cast<int>(threads));
+  return static_cast<int>(threads);
 }
 
 int Fail(const std::string& command, const std::string& message, int code) {
@@ -285,6 +286,7 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
     wo.runner.device = *models::ParseDevice(a.device);
     wo.runner.dtype = *models::ParseDType(a.dtype);
     wo.worker_id = fmt::format("render-{}-{}", getpid(), k);
+    wo.threads = static_cast<int>(a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency()));
     auto w = worker::Worker::Create(wo, &ctx);
     if (!w.ok()) return Fail("render", w.status().ToString());
     workers.push_back(std::move(*w));

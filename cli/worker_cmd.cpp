@@ -59,7 +59,7 @@ int RunWorker(const std::vector<std::string>& args) {
   auto dt = models::ParseDType(dtype);
   if (!dt.ok()) return Fail("worker", dt.status().message(), 2);
   o.runner.dtype = *dt;
-  SetThreads(threads);
+  o.threads = SetThreads(threads);
 
   sigset_t set;
   sigemptyset(&set);

@@ -128,8 +128,9 @@ class FarmTest : public ::testing::Test {
   }
 
   std::string Submit(const std::string& prompt, int seed, const std::string& extra = "") {
+    // Intermediates kept: Fetched() reads the last stage's raw frames.
     Output r = Client("submit " + Quote(prompt) + " --seed " + std::to_string(seed) + " --steps " +
-                      kSteps + " " + extra);
+                      kSteps + " --keep-intermediates " + extra);
     EXPECT_EQ(r.code, 0) << r.out;
     std::string id = r.out.substr(0, r.out.find('\n'));
     EXPECT_EQ(id.rfind("j-", 0), 0u) << r.out;
@@ -169,27 +170,42 @@ class FarmTest : public ::testing::Test {
     return r.out;
   }
 
-  // Frames of the in-process render of the same prompt/seed/steps, cached per (prompt, seed). It
-  // uses one LibTorch thread like the workers: bit-identity holds for the same thread count (a
-  // different count changes the order of float reductions in the kernels).
+  // One md5 per PNG frame of a directory, in frame order.
+  static std::string PngMd5(const std::string& dir) {
+    Output r = Sh("cd " + Quote(dir) + " && md5sum frame_*.png");
+    EXPECT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("frame_00063.png"), std::string::npos) << r.out;
+    return r.out;
+  }
+
+  // Raw frames (PNG) of the in-process render of the same prompt/seed/steps, cached per (prompt,
+  // seed). It uses one LibTorch thread like the workers: bit-identity holds for the same thread
+  // count (a different count changes the order of float reductions in the kernels). Frames are
+  // compared before H.264: in a render process the same raw frames encoded twice have decoded to
+  // different pixels (an open bug in the encode path), so MP4s are no test of the computation.
   std::string Reference(const std::string& prompt, int seed) {
     const std::string key = prompt + "#" + std::to_string(seed);
     auto it = reference_.find(key);
     if (it != reference_.end()) return it->second;
-    const std::string out = Path("ref-" + std::to_string(reference_.size()) + ".mp4");
+    const std::string out = Path("ref-" + std::to_string(reference_.size())) + "/";
     // Its own database: the default one under $HOME is locked while another test renders.
     Output r = Sh(kBin + " render " + Quote(prompt) + " --random-weights -q --threads 1 --seed " +
                   std::to_string(seed) + " --steps " + kSteps + " --db " + Quote(Path("refdb")) +
                   " -o " + Quote(out));
     EXPECT_EQ(r.code, 0) << r.out;
-    return reference_[key] = FrameMd5(out);
+    return reference_[key] = PngMd5(out);
   }
 
+  // The job's last-stage video as raw frames; the encoded MP4 must also download and decode.
   std::string Fetched(const std::string& job) {
-    const std::string out = Path(job + ".mp4");
-    Output r = Client("fetch " + job + " -o " + Quote(out));
+    const std::string mp4 = Path(job + ".mp4");
+    Output r = Client("fetch " + job + " -o " + Quote(mp4));
     EXPECT_EQ(r.code, 0) << r.out;
-    return FrameMd5(out);
+    EXPECT_FALSE(FrameMd5(mp4).empty());
+    const std::string out = Path(job) + "/";
+    r = Client("fetch " + job + " --stage 6 -o " + Quote(out));
+    EXPECT_EQ(r.code, 0) << r.out;
+    return PngMd5(out);
   }
 
   std::string dir_, worker_ep_, api_ep_;
@@ -315,7 +331,7 @@ TEST_F(FarmTest, CancelPauseResumeRetryAndPriorityFromTheCommandLine) {
 
 TEST_F(FarmTest, InterruptedEmbeddedRenderPicksUpWhereItStopped) {
   const std::string prompt = "a red square moving diagonally";
-  const std::string args = "render " + Quote(prompt) + " --random-weights --seed 31 --steps " +
+  const std::string args = "render " + Quote(prompt) + " --random-weights --threads 1 --seed 31 --steps " +
                            kSteps + " --db " + Quote(Path("renderdb"));
   auto first = std::make_unique<Proc>(
       std::vector<std::string>{"/bin/sh", "-c", kBin + " " + args + " -o " + Quote(Path("a.mp4"))},
@@ -334,11 +350,11 @@ TEST_F(FarmTest, InterruptedEmbeddedRenderPicksUpWhereItStopped) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_TRUE(killed) << first->Log();
-  Output again = Sh(kBin + " " + args + " -o " + Quote(Path("b.mp4")));
+  Output again = Sh(kBin + " " + args + " -o " + Quote(Path("b") + "/"));
   ASSERT_EQ(again.code, 0) << again.out;
   EXPECT_NE(again.out.find("resuming"), std::string::npos) << again.out;
   EXPECT_EQ(again.out.find("[1/7"), std::string::npos) << "stage 1 ran again:\n" << again.out;
-  EXPECT_EQ(FrameMd5(Path("b.mp4")), Reference(prompt, 31));
+  EXPECT_EQ(PngMd5(Path("b")), Reference(prompt, 31));
 }
 
 TEST_F(FarmTest, ClientErrorsAreClear) {

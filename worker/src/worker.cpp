@@ -369,6 +369,7 @@ class Worker::Impl {
 // Compute thread
 
 void Worker::Impl::ComputeLoop() {
+  if (opt.threads > 0) torch::set_num_threads(opt.threads);
   while (true) {
     ComputeJob job;
     {

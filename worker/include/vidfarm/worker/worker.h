@@ -29,6 +29,10 @@ struct WorkerOptions {
   uint64_t init_seed = 0x5eed;
   // Device and dtype.
   models::StageRunnerOptions runner;
+  // Default: 0 = leave as is. LibTorch intra-op threads of the compute thread. OpenMP's thread
+  // count is a per-thread setting, so the process-wide torch::set_num_threads of the command does
+  // not reach the worker's own compute thread, which would run with one thread per core.
+  int threads = 0;
   // Default: 1. Tasks per ASSIGN.
   int max_batch = 1;
   // Default: 1000. HEARTBEAT interval.
