@@ -334,7 +334,7 @@ TEST_F(FarmTest, InterruptedEmbeddedRenderPicksUpWhereItStopped) {
   const std::string args = "render " + Quote(prompt) + " --random-weights --threads 1 --seed 31 --steps " +
                            kSteps + " --db " + Quote(Path("renderdb"));
   auto first = std::make_unique<Proc>(
-      std::vector<std::string>{"/bin/sh", "-c", kBin + " " + args + " -o " + Quote(Path("a.mp4"))},
+      std::vector<std::string>{"/bin/sh", "-c", kBin + " " + args + " -o " + Quote(Path("a") + "/")},
       Path("render1.log"));
   // Kill it once stage 4 is under way (its progress lines name the stage).
   bool killed = false;
@@ -346,7 +346,7 @@ TEST_F(FarmTest, InterruptedEmbeddedRenderPicksUpWhereItStopped) {
       killed = true;
       break;
     }
-    ASSERT_FALSE(fs::exists(Path("a.mp4"))) << "finished before it could be interrupted";
+    ASSERT_FALSE(fs::exists(Path("a/frame_00000.png"))) << "finished before it could be interrupted";
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
   ASSERT_TRUE(killed) << first->Log();
