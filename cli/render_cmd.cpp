@@ -286,7 +286,7 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
     wo.runner.device = *models::ParseDevice(a.device);
     wo.runner.dtype = *models::ParseDType(a.dtype);
     wo.worker_id = fmt::format("render-{}-{}", getpid(), k);
-    wo.threads = static_cast<int>(a.threads > 0 ? a.threads : std::max(1u, std::thread::hardware_concurrency()));
+    wo.threads = torch::get_num_threads();  // what SetThreads applied to this thread
     auto w = worker::Worker::Create(wo, &ctx);
     if (!w.ok()) return Fail("render", w.status().ToString());
     workers.push_back(std::move(*w));

@@ -29,9 +29,9 @@ struct WorkerOptions {
   uint64_t init_seed = 0x5eed;
   // Device and dtype.
   models::StageRunnerOptions runner;
-  // Default: 0 = leave as is. LibTorch intra-op threads of the compute thread. OpenMP's thread
-  // count is a per-thread setting, so the process-wide torch::set_num_threads of the command does
-  // not reach the worker's own compute thread, which would run with one thread per core.
+  // Default: 0 = leave as is. LibTorch intra-op threads, set on the worker's own compute thread
+  // (OpenMP's thread count is a per-thread setting, so the command's call on its main thread is
+  // not relied on to reach it).
   int threads = 0;
   // Default: 1. Tasks per ASSIGN.
   int max_batch = 1;
