@@ -5,7 +5,6 @@
 
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <filesystem>
 
 #include "commands.h"
@@ -82,17 +81,15 @@ int RunEval(const std::vector<std::string>& args) {
   if (guidance >= 0) o.guidance = guidance;
   if (!std::isnan(aug_logsnr)) o.aug_logsnr = aug_logsnr;
   if (!thresholding.empty()) o.thresholding = thresholding;
-  for (size_t pos = 0; pos < fidelity_stages.size();) {
-    const size_t comma = std::min(fidelity_stages.find(',', pos), fidelity_stages.size());
-    const std::string item = fidelity_stages.substr(pos, comma - pos);
-    char* end = nullptr;
-    const long k = std::strtol(item.c_str(), &end, 10);
-    if (item.empty() || *end != '\0' || k < 1 || k > 6) {
-      return Fail("eval", "--stages takes SR stage indices 1..6 separated by commas, got '" +
-                              fidelity_stages + "'", 2);
+  if (!fidelity_stages.empty()) {
+    auto list = ParseIntList(fidelity_stages, flags.Describe("stages"));
+    if (!list.ok()) return Fail("eval", list.status().message(), 2);
+    for (int64_t k : *list) {
+      if (k < 1 || k > 6) {
+        return Fail("eval", "--stages takes SR stage indices 1..6, got " + std::to_string(k), 2);
+      }
+      o.fidelity_stages.push_back(static_cast<int>(k));
     }
-    o.fidelity_stages.push_back(static_cast<int>(k));
-    pos = comma + 1;
   }
   auto dev = models::ParseDevice(device);
   if (!dev.ok()) return Fail("eval", dev.status().message(), 2);
