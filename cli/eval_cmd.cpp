@@ -20,7 +20,7 @@ int RunEval(const std::vector<std::string>& args) {
           sweep_last = o.sweep_last_stage, steps = 0, threads = 0;
   bool no_sweep = false, json = false;
   double guidance = -1, aug_logsnr = std::nan("");
-  std::string fidelity_stages, thresholding;
+  std::string fidelity_stages, thresholding, sampler;
   uint64_t seed = o.seed;
   FlagSet flags(
       "vidfarm eval [--preset tiny] [--models DIR] [--prompts FILE] [--samples N] [--out DIR] "
@@ -55,6 +55,7 @@ int RunEval(const std::vector<std::string>& args) {
                "log-SNR of the SR conditioning augmentation for every stage (default: per stage)");
   flags.String("thresholding", 0, &thresholding,
                "none | static | dynamic for every stage (default: per stage)");
+  flags.String("sampler", 0, &sampler, "ancestral | ddim for every stage (default: per stage)");
   flags.Bool("fidelity-only", 0, &o.fidelity_only,
              "run only part 2 (per-stage fidelity) and write report.json");
   flags.String("stages", 0, &fidelity_stages, "SR stages for the fidelity part, e.g. 2,3 (default: all)");
@@ -81,6 +82,7 @@ int RunEval(const std::vector<std::string>& args) {
   if (guidance >= 0) o.guidance = guidance;
   if (!std::isnan(aug_logsnr)) o.aug_logsnr = aug_logsnr;
   if (!thresholding.empty()) o.thresholding = thresholding;
+  if (!sampler.empty()) o.sampler = sampler;
   if (!fidelity_stages.empty()) {
     auto list = ParseIntList(fidelity_stages, flags.Describe("stages"));
     if (!list.ok()) return Fail("eval", list.status().message(), 2);

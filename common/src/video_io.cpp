@@ -323,6 +323,11 @@ Status EncodeVideo(const Video& v, VideoFormat format, const std::string& path,
   if (out->oformat->flags & AVFMT_GLOBALHEADER) enc->flags |= AV_CODEC_FLAG_GLOBAL_HEADER;
   if (format == VideoFormat::kMp4) {
     av_opt_set_int(enc->priv_data, "crf", opts.crf, 0);
+    // No macroblock-tree rate control: on AVX-512 CPUs x264 0.164's mbtree path made the B-frames
+    // of the same input encode differently from one process to the next (valgrind shows its
+    // propagate-cost SIMD reading past the end of its buffer), so the same render gave different
+    // MP4s. Without it, equal frames give equal bytes; the cost is a few percent of file size.
+    av_opt_set(enc->priv_data, "x264-params", "mbtree=0", 0);
     // moov atom first, so the dashboard can start playing before the whole file arrives.
     av_opt_set(out->priv_data, "movflags", "+faststart", 0);
   } else if (format == VideoFormat::kWebm) {

@@ -609,13 +609,14 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   co.force_random_weights = o.random_weights;
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
-  if (o.steps > 0 || o.guidance || o.aug_logsnr || o.thresholding) {
+  if (o.steps > 0 || o.guidance || o.aug_logsnr || o.thresholding || o.sampler) {
     co.overrides.assign(preset.stages.size(), StageOverrides{});
     for (auto& ov : co.overrides) {
       if (o.steps > 0) ov.steps = o.steps;
       ov.guidance = o.guidance;
       ov.aug_logsnr = o.aug_logsnr;
       ov.thresholding = o.thresholding;
+      ov.sampler = o.sampler;
     }
   }
   VF_ASSIGN_OR_RETURN(auto cascade, Cascade::Open(co));
@@ -635,6 +636,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   if (o.guidance) r["guidance_override"] = *o.guidance;
   if (o.aug_logsnr) r["aug_logsnr_override"] = *o.aug_logsnr;
   if (o.thresholding) r["thresholding_override"] = *o.thresholding;
+  if (o.sampler) r["sampler_override"] = *o.sampler;
   if (o.fidelity_only) {
     VF_ASSIGN_OR_RETURN(r["fidelity"], Fidelity(*cascade, o, progress));
     return r;
