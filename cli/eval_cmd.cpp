@@ -19,7 +19,7 @@ int RunEval(const std::vector<std::string>& args) {
   int64_t samples = o.samples, fidelity = o.fidelity_examples, sweep = o.sweep_samples,
           sweep_last = o.sweep_last_stage, steps = 0, threads = 0;
   bool no_sweep = false, json = false;
-  double guidance = -1, aug_logsnr = std::nan("");
+  double guidance = -1, aug_logsnr = std::nan(""), time_power = std::nan("");
   std::string fidelity_stages, thresholding, sampler;
   uint64_t seed = o.seed;
   FlagSet flags(
@@ -56,6 +56,8 @@ int RunEval(const std::vector<std::string>& args) {
   flags.String("thresholding", 0, &thresholding,
                "none | static | dynamic for every stage (default: per stage)");
   flags.String("sampler", 0, &sampler, "ancestral | ddim for every stage (default: per stage)");
+  flags.Double("time-power", 0, &time_power,
+               "sampler time grid t_i = (1 - i/steps)^P for every stage, P in [1, 4] (default: per stage)");
   flags.Bool("fidelity-only", 0, &o.fidelity_only,
              "run only part 2 (per-stage fidelity) and write report.json");
   flags.String("stages", 0, &fidelity_stages, "SR stages for the fidelity part, e.g. 2,3 (default: all)");
@@ -83,6 +85,7 @@ int RunEval(const std::vector<std::string>& args) {
   if (!std::isnan(aug_logsnr)) o.aug_logsnr = aug_logsnr;
   if (!thresholding.empty()) o.thresholding = thresholding;
   if (!sampler.empty()) o.sampler = sampler;
+  if (!std::isnan(time_power)) o.time_power = time_power;
   if (!fidelity_stages.empty()) {
     auto list = ParseIntList(fidelity_stages, flags.Describe("stages"));
     if (!list.ok()) return Fail("eval", list.status().message(), 2);

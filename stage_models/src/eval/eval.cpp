@@ -609,7 +609,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   co.force_random_weights = o.random_weights;
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
-  if (o.steps > 0 || o.guidance || o.aug_logsnr || o.thresholding || o.sampler) {
+  if (o.steps > 0 || o.guidance || o.aug_logsnr || o.thresholding || o.sampler || o.time_power) {
     co.overrides.assign(preset.stages.size(), StageOverrides{});
     for (auto& ov : co.overrides) {
       if (o.steps > 0) ov.steps = o.steps;
@@ -617,6 +617,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
       ov.aug_logsnr = o.aug_logsnr;
       ov.thresholding = o.thresholding;
       ov.sampler = o.sampler;
+      ov.time_power = o.time_power;
     }
   }
   VF_ASSIGN_OR_RETURN(auto cascade, Cascade::Open(co));
@@ -637,6 +638,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   if (o.aug_logsnr) r["aug_logsnr_override"] = *o.aug_logsnr;
   if (o.thresholding) r["thresholding_override"] = *o.thresholding;
   if (o.sampler) r["sampler_override"] = *o.sampler;
+  if (o.time_power) r["time_power_override"] = *o.time_power;
   if (o.fidelity_only) {
     VF_ASSIGN_OR_RETURN(r["fidelity"], Fidelity(*cascade, o, progress));
     return r;

@@ -23,11 +23,14 @@ const char* SamplerKindName(SamplerKind kind) {
   return "unknown";
 }
 
-std::vector<double> TimeGrid(int steps) {
+std::vector<double> TimeGrid(int steps, double power) {
   std::vector<double> t;
   if (steps <= 0) return t;
   t.reserve(steps + 1);
-  for (int i = 0; i <= steps; ++i) t.push_back(1.0 - static_cast<double>(i) / steps);
+  for (int i = 0; i <= steps; ++i) {
+    const double u = 1.0 - static_cast<double>(i) / steps;
+    t.push_back(power == 1.0 ? u : std::pow(u, power));
+  }
   return t;
 }
 
@@ -39,6 +42,9 @@ Status ValidateSample(const SamplerOptions& opts, at::IntArrayRef shape,
   if (opts.steps <= 0) return Status::InvalidArgument("sampler steps must be positive");
   if (!(opts.gamma >= 0.0 && opts.gamma <= 1.0)) {
     return Status::InvalidArgument("sampler gamma must be in [0, 1]");
+  }
+  if (!(opts.time_power >= 1.0 && opts.time_power <= 4.0)) {
+    return Status::InvalidArgument("sampler time power must be in [1, 4]");
   }
   if (!(opts.schedule.logsnr_min < opts.schedule.logsnr_max)) {
     return Status::InvalidArgument("schedule needs logsnr_min < logsnr_max");
@@ -83,7 +89,7 @@ Result<torch::Tensor> Sample(const DenoiseFn& denoise, const SamplerOptions& opt
     } else {
       z = KeyedNormalBatch(seed, stage, -1, sample_indices, per_sample, device);
     }
-    const std::vector<double> t = TimeGrid(opts.steps);
+    const std::vector<double> t = TimeGrid(opts.steps, opts.time_power);
     for (int i = start; i < opts.steps; ++i) {
       if (hooks.should_stop && hooks.should_stop()) {
         return Status::Cancelled("sampling cancelled before step " + std::to_string(i) + " of " +

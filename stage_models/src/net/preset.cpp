@@ -8,6 +8,7 @@ nlohmann::json SamplingDefaults::ToJson() const {
   return {{"steps", steps},
           {"sampler", sampler},
           {"gamma", gamma},
+          {"time_power", time_power},
           {"guidance", guidance},
           {"oscillating", oscillating},
           {"guidance_low", guidance_low},

@@ -26,6 +26,7 @@ nlohmann::json StageSettings::ToJson() const {
       {"sampler", SamplerKindName(sampler.kind)},
       {"steps", sampler.steps},
       {"gamma", sampler.gamma},
+      {"time_power", sampler.time_power},
       {"guidance", g.high},
       {"oscillating", g.oscillating},
       {"guidance_low", g.low},
@@ -48,6 +49,11 @@ Result<StageSettings> ResolveStageSettings(const StageSpec& spec, const StageOve
                     s.sampler.steps));
   }
   s.sampler.gamma = d.gamma;
+  s.sampler.time_power = o.time_power.value_or(d.time_power);
+  if (!(s.sampler.time_power >= 1.0 && s.sampler.time_power <= 4.0)) {
+    return Status::InvalidArgument(fmt::format("stage {} ({}): time power must be in [1, 4], got {}",
+                                               spec.index, spec.name, s.sampler.time_power));
+  }
   GuidanceSchedule& g = s.guidance.schedule;
   if (o.guidance) {
     if (*o.guidance < 0 || *o.guidance > 100) {

@@ -38,6 +38,29 @@ TEST(Sampler, TimeGrid) {
   ASSERT_EQ(t.size(), 5u);
   const double expect[] = {1.0, 0.75, 0.5, 0.25, 0.0};
   for (int i = 0; i < 5; ++i) EXPECT_DOUBLE_EQ(t[i], expect[i]);
+  // Power 2: (1 − i/4)², more points near t = 0.
+  const auto q = TimeGrid(4, 2.0);
+  ASSERT_EQ(q.size(), 5u);
+  const double expect_q[] = {1.0, 0.5625, 0.25, 0.0625, 0.0};
+  for (int i = 0; i < 5; ++i) EXPECT_DOUBLE_EQ(q[i], expect_q[i]);
+}
+
+TEST(Sampler, TimePowerMovesTheNoiseLevelsTheNetworkSees) {
+  SamplerOptions o;
+  o.kind = SamplerKind::kDdim;
+  o.steps = 4;
+  o.time_power = 2.0;
+  std::vector<double> seen;
+  auto fn = [&](const torch::Tensor& z, double logsnr, int step) {
+    seen.push_back(logsnr);
+    return ToyDenoise(z, logsnr, step);
+  };
+  ASSERT_TRUE(Sample(fn, o, kShape, 1, 0, kIdx, torch::kCPU).ok());
+  const auto t = TimeGrid(4, 2.0);
+  ASSERT_EQ(seen.size(), 4u);
+  for (int i = 0; i < 4; ++i) EXPECT_DOUBLE_EQ(seen[i], o.schedule.LogSnr(t[i]));
+  o.time_power = 0.5;
+  EXPECT_TRUE(Sample(fn, o, kShape, 1, 0, kIdx, torch::kCPU).status().IsInvalidArgument());
 }
 
 TEST(Sampler, CallsDenoiseOnTheGridAndStartsFromKeyedNoise) {

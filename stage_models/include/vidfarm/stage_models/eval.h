@@ -41,6 +41,7 @@ struct EvalOptions {
   std::optional<double> aug_logsnr;  // SR conditioning augmentation level
   std::optional<std::string> thresholding;  // none | static | dynamic
   std::optional<std::string> sampler;       // ancestral | ddim
+  std::optional<double> time_power;         // sampler time grid exponent
   // Only part 2 (per-stage fidelity), on these stages (empty: every SR stage); the report then
   // holds only "fidelity" and the settings.
   bool fidelity_only = false;

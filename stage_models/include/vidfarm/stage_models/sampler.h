@@ -27,11 +27,14 @@ struct SamplerOptions {
   SamplerKind kind = SamplerKind::kAncestral;  // Default: ancestral (paper).
   int steps = 32;                              // Default: 32.
   double gamma = 0.3;  // Default: 0.3. Ancestral variance interpolation, in [0, 1].
+  // Default: 1 (the paper's uniform grid). Above 1 the grid t_i = (1 − i/steps)^p puts more
+  // steps at low noise, so the last network evaluation is at a smaller σ. In [1, 4].
+  double time_power = 1.0;
   CosineSchedule schedule;
 };
 
-// Uniform time grid 1 → 0 with steps+1 points: t_i = 1 − i/steps.
-std::vector<double> TimeGrid(int steps);
+// Time grid 1 → 0 with steps+1 points: t_i = (1 − i/steps)^power (power 1: uniform).
+std::vector<double> TimeGrid(int steps, double power = 1.0);
 
 // Resume by taking step next_step from z.
 struct SamplerCheckpoint {

@@ -29,6 +29,7 @@ struct StageOverrides {
   std::optional<double> guidance;           // constant weight w (turns oscillation off)
   std::optional<std::string> thresholding;  // "none" | "static" | "dynamic"
   std::optional<double> aug_logsnr;         // SR stages: conditioning augmentation level
+  std::optional<double> time_power;         // time grid (1 − i/steps)^p, p in [1, 4]
 };
 
 // Fully resolved sampling settings of one stage.
