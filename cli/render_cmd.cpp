@@ -569,6 +569,12 @@ int RunRender(const std::vector<std::string>& args) {
     if (ec)
       return Fail("render", fmt::format("--keep-intermediates {}: {}", a.keep_dir, ec.message()));
   }
+  // The output's folder is made now, so a bad path fails before the render, not after it.
+  if (const fs::path parent = fs::path(a.output).parent_path(); !parent.empty()) {
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (ec) return Fail("render", fmt::format("-o {}: {}", a.output, ec.message()), 2);
+  }
   if (a.db.empty()) a.db = DefaultDb();
   SetThreads(a.threads);
   if (!a.quiet) {

@@ -86,10 +86,17 @@ TEST_F(CliTest, BadInputGivesClearErrorsAndWritesNothing) {
   EXPECT_NE(r.out.find("--direct"), std::string::npos) << r.out;
   r = Vidfarm("frobnicate");
   EXPECT_EQ(r.code, 2);
+  // An output folder that cannot be made fails before anything renders.
+  std::ofstream(Path("plain")) << "a file, not a folder";
+  r = Vidfarm("render 'a red circle' --random-weights --db " + Quote(Path("db")) + " -o " +
+              Quote(Path("plain/x.mp4")));
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.out.find("plain/x.mp4"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(Path("db"))) << "it rendered before failing";
 }
 
 TEST_F(CliTest, RenderWritesTheFinalVideoAndIntermediates) {
-  const std::string out = Path("out.mp4");
+  const std::string out = Path("new/folder/out.mp4");  // folders that do not exist yet
   const std::string keep = Path("stages");
   ProcResult r = Vidfarm("render 'a red circle moving right' --random-weights --steps 1 --seed 3 -o " +
                   Quote(out) + " --keep-intermediates " + Quote(keep) + " --profile --db " +
