@@ -150,7 +150,10 @@ CascadePreset Tiny() {
   set(st[3], 32, {1, 2, 2}, Attn({false, false, true}), 8, 2);
   set(st[4], 32, {1, 2, 2}, {}, 8, 2);
   set(st[5], 16, {1, 2, 4}, {}, 8, 2);
-  set(st[6], 12, {1, 2, 4}, {}, 4, 2);
+  // ssr6 was 12 wide: its patched input (noisy video and conditioning, 2·3·2·2 = 24 channels) went
+  // through a 12-channel first convolution, so it could not see the noise it had to remove (after
+  // 2000 steps, held-out PSNR 16.2 dB against bilinear's 35.2). 24 wide keeps every input channel.
+  set(st[6], 24, {1, 2, 2}, {}, 8, 2);
   st[6].net.cross_attention = false;
   st[6].net.fully_convolutional = true;
   st[6].trained_on_crops = true;

@@ -32,8 +32,9 @@ TEST(Plan, TinyTable) {
   auto plan = PlanPreset(*preset, 2);
   ASSERT_TRUE(plan.ok()) << plan.status().ToString();
   std::printf("%s", FormatPlan(*plan, "tiny (batch 2)").c_str());
-  // The last stage must stay cheap enough for a 2-core CPU.
-  EXPECT_LT(plan->back().forward_gflops, 40.0);
+  // The last stage must stay cheap enough for a 2-core CPU: 8 unguided steps of a batch of one
+  // at under 50 GFLOP each (24 wide since its first convolution must keep all 24 input channels).
+  EXPECT_LT(plan->back().forward_gflops, 100.0);
   for (size_t i = 0; i + 1 < plan->size(); ++i) {
     EXPECT_LT((*plan)[i].forward_gflops, plan->back().forward_gflops) << (*plan)[i].name;
   }
