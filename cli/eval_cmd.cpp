@@ -79,13 +79,14 @@ int RunEval(const std::vector<std::string>& args) {
   o.sweep_samples = static_cast<int>(sweep);
   o.sweep_last_stage = static_cast<int>(sweep_last);
   o.guidance_sweep = !no_sweep;
-  o.steps = static_cast<int>(steps);
   o.seed = seed;
-  if (guidance >= 0) o.guidance = guidance;
-  if (!std::isnan(aug_logsnr)) o.aug_logsnr = aug_logsnr;
-  if (!thresholding.empty()) o.thresholding = thresholding;
-  if (!sampler.empty()) o.sampler = sampler;
-  if (!std::isnan(time_power)) o.time_power = time_power;
+  models::StageOverrides& ov = o.overrides;
+  if (steps > 0) ov.steps = static_cast<int>(steps);
+  if (guidance >= 0) ov.guidance = guidance;
+  if (!std::isnan(aug_logsnr)) ov.aug_logsnr = aug_logsnr;
+  if (!thresholding.empty()) ov.thresholding = thresholding;
+  if (!sampler.empty()) ov.sampler = sampler;
+  if (!std::isnan(time_power)) ov.time_power = time_power;
   if (!fidelity_stages.empty()) {
     auto list = ParseIntList(fidelity_stages, flags.Describe("stages"));
     if (!list.ok()) return Fail("eval", list.status().message(), 2);

@@ -286,7 +286,7 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
     wo.runner.device = *models::ParseDevice(a.device);
     wo.runner.dtype = *models::ParseDType(a.dtype);
     wo.worker_id = fmt::format("render-{}-{}", getpid(), k);
-    wo.threads = torch::get_num_threads();  // what SetThreads applied to this thread
+    wo.threads = static_cast<int>(a.threads);  // resolved by SetThreads (0 = every core)
     auto w = worker::Worker::Create(wo, &ctx);
     if (!w.ok()) return Fail("render", w.status().ToString());
     workers.push_back(std::move(*w));
@@ -576,11 +576,11 @@ int RunRender(const std::vector<std::string>& args) {
     if (ec) return Fail("render", fmt::format("-o {}: {}", a.output, ec.message()), 2);
   }
   if (a.db.empty()) a.db = DefaultDb();
-  SetThreads(a.threads);
+  a.threads = SetThreads(a.threads);
   if (!a.quiet) {
     std::fprintf(stderr, "rendering \"%s\" (preset %s, seed %llu, %d stages, %d threads, %s%s)\n",
                  a.prompt.c_str(), a.preset.c_str(), static_cast<unsigned long long>(seed),
-                 num_stages, torch::get_num_threads(), dev->str().c_str(),
+                 num_stages, static_cast<int>(a.threads), dev->str().c_str(),
                  a.direct ? ", direct" : (", db " + a.db).c_str());
   }
   return a.direct ? RenderDirect(a, *preset) : RenderEmbedded(a, *preset);

@@ -18,16 +18,17 @@ device="${VIDFARM_DEVICE:-cpu}"
 
 # name  stage  steps  batch  lr     extra flags
 # SR stages: lr 1e-3 (an A/B at 400 steps of ssr2: 18.8 dB held-out PSNR against 15.9 dB at 3e-4)
-# and conditioning augmentation t <= 0.15 (log-SNR >= 2.9), around the tiny preset's sampling
-# levels (log-SNR 5 and 6).
+# and conditioning augmentation t <= 0.15 (log-SNR >= 2.9; the tiny preset samples at 10, see
+# stage_models/src/net/preset.cpp). SR stages train with the cond_prior_std output (the preset's);
+# a checkpoint made before it keeps its cond_skip output when resumed.
 plan=(
   "base   0  20000  16  3e-4  --image-fraction 0.2"
-  "tsr1   1  8000   16  1e-3  --aug-t-max 0.15"
+  "tsr1   1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
   "ssr2   2  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500"
   "ssr3   3  6000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500"
-  "tsr4   4  4000   8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
-  "tsr5   5  4000   8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
-  "ssr6   6  4000   8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500"
+  "tsr4   4  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
+  "tsr5   5  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
+  "ssr6   6  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500"
   # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again, eps-prediction.
   "ssr2-eps 2 8000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --prediction eps"
 )

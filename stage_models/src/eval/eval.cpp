@@ -16,6 +16,7 @@
 #include "vidfarm/common/video_io.h"
 #include "vidfarm/stage_models/cascade.h"
 #include "vidfarm/stage_models/conditioning.h"
+#include "vidfarm/stage_models/noise.h"
 #include "vidfarm/stage_models/synth.h"
 
 namespace vidfarm::models {
@@ -236,6 +237,52 @@ torch::Tensor NewFrames(const torch::Tensor& v, int factor) {
   return v.index_select(1, torch::tensor(idx, torch::kLong));
 }
 
+// Examples [b0, b0 + len) of a fidelity set as one stage request (sample index = example index).
+StageRequest SliceRequest(const std::vector<std::string>& prompts, const std::vector<Video>& inputs,
+                          size_t b0, size_t len, uint64_t seed) {
+  StageRequest req;
+  req.prompts.assign(prompts.begin() + b0, prompts.begin() + b0 + len);
+  req.inputs.assign(inputs.begin() + b0, inputs.begin() + b0 + len);
+  for (size_t i = 0; i < len; ++i) req.sample_indices.push_back(static_cast<int64_t>(b0 + i));
+  req.seed = seed;
+  return req;
+}
+
+// How well stage k denoises at each noise level, given ground-truth input: the PSNR of one x̂
+// (z = α·x + σ·ε at log-SNR λ) against the truth (TSR: on the new frames), next to the PSNR of z/α
+// (the noisy video itself). Where x̂ falls below the stage's naive upsampling at high λ, the
+// sampler's last steps leave noise the network does not remove.
+Result<json> DenoisingCurve(Cascade& cascade, int k, const std::vector<std::string>& prompts,
+                            const std::vector<Video>& inputs, const std::vector<Video>& targets,
+                            uint64_t seed) {
+  const StageSpec& spec = cascade.stage(k).spec();
+  const bool tsr = spec.kind == StageKind::kTemporalSR;
+  auto frames = [&](const torch::Tensor& v) { return tsr ? NewFrames(v, spec.temporal_factor) : v; };
+  json curve = json::array();
+  for (double logsnr : {-4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0}) {
+    double model = 0, noisy = 0;
+    for (size_t b0 = 0; b0 < prompts.size(); b0 += kBatch) {
+      const size_t len = std::min<size_t>(kBatch, prompts.size() - b0);
+      const StageRequest req = SliceRequest(prompts, inputs, b0, len, seed);
+      std::vector<torch::Tensor> gts;
+      for (size_t i = 0; i < len; ++i) gts.push_back(VideoToTensor(targets[b0 + i]));
+      const torch::Tensor gt = torch::stack(gts);
+      VF_ASSIGN_OR_RETURN(torch::Tensor xhat,
+                          cascade.stage(k).PredictClean(req, cascade.settings(k), gt, logsnr));
+      const torch::Tensor eps = KeyedNormalBatch(seed, k, /*step=*/-3, req.sample_indices,
+                                                 gt.sizes().slice(1), torch::kCPU);
+      const torch::Tensor z = (gt + eps * std::exp(-0.5 * logsnr)).clamp(-1, 1);  // z/α
+      for (size_t i = 0; i < len; ++i) {
+        model += std::min(99.0, TensorPsnr(frames(xhat[i]), frames(gt[i])));
+        noisy += std::min(99.0, TensorPsnr(frames(z[i]), frames(gt[i])));
+      }
+    }
+    const double n = static_cast<double>(std::max<size_t>(prompts.size(), 1));
+    curve.push_back({{"logsnr", logsnr}, {"psnr", model / n}, {"noisy_psnr", noisy / n}});
+  }
+  return curve;
+}
+
 Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
                       const std::function<void(const std::string&)>& progress) {
   json stages = json::array();
@@ -260,11 +307,7 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
     std::vector<Video> outs;
     for (size_t b0 = 0; b0 < prompts.size(); b0 += kBatch) {
       const size_t len = std::min<size_t>(kBatch, prompts.size() - b0);
-      StageRequest req;
-      req.prompts.assign(prompts.begin() + b0, prompts.begin() + b0 + len);
-      req.inputs.assign(inputs.begin() + b0, inputs.begin() + b0 + len);
-      for (size_t i = 0; i < len; ++i) req.sample_indices.push_back(static_cast<int64_t>(b0 + i));
-      req.seed = o.seed;
+      const StageRequest req = SliceRequest(prompts, inputs, b0, len, o.seed);
       VF_ASSIGN_OR_RETURN(auto got, cascade.stage(k).Run(req, cascade.settings(k)));
       for (auto& v : got) outs.push_back(std::move(v));
     }
@@ -311,6 +354,7 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
       }
     }
     const double n = static_cast<double>(std::max<size_t>(outs.size(), 1));
+    VF_ASSIGN_OR_RETURN(json curve, DenoisingCurve(cascade, k, prompts, inputs, targets, o.seed));
     json e = {{"stage", k},
               {"name", spec.name},
               {"kind", StageKindName(spec.kind)},
@@ -328,6 +372,7 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
       e["baselines"] = {{"bilinear", {{"psnr", base_psnr / n}, {"ssim", base_ssim / n}}}};
       e["gain_db"] = (psnr - base_psnr) / n;
     }
+    e["denoising"] = std::move(curve);
     stages.push_back(e);
     if (progress) {
       progress(fmt::format("fidelity stage {} ({}): {:.2f} dB vs {} {:.2f} dB ({:.0f} s)", k,
@@ -388,6 +433,37 @@ json VersusEps(const EvalOptions& o) {
 
 // ---- Figures and the Markdown report ----
 
+// Denoising curves: one x̂ per noise level, per SR stage (denoising.png).
+Status SaveDenoisingPlot(const json& r, const fs::path& out) {
+  if (!r.contains("fidelity") || r["fidelity"].empty() || !r["fidelity"][0].contains("denoising")) {
+    return Status::OK();
+  }
+  std::vector<Series> series;
+  for (const json& e : r["fidelity"]) {
+    Series s;
+    s.name = e["name"].get<std::string>();
+    s.markers = true;
+    for (const json& p : e["denoising"]) {
+      s.x.push_back(p["logsnr"]);
+      s.y.push_back(p["psnr"]);
+    }
+    series.push_back(std::move(s));
+  }
+  Series noisy;
+  noisy.name = "z/alpha (the noisy input)";
+  for (const json& p : r["fidelity"][0]["denoising"]) {
+    noisy.x.push_back(p["logsnr"]);
+    noisy.y.push_back(p["noisy_psnr"]);
+  }
+  series.push_back(std::move(noisy));
+  LinePlotOptions lo;
+  lo.title = "One denoising step on true input: x-hat PSNR";
+  lo.x_label = "log-SNR of z";
+  lo.y_label = "PSNR dB";
+  VF_ASSIGN_OR_RETURN(Video p, LinePlot(series, lo));
+  return SavePlotPng(p, (out / "denoising.png").string());
+}
+
 Status SaveFigures(const json& r, const std::vector<std::vector<Video>>& sheets,
                    const std::vector<std::string>& sheet_prompts, const std::vector<std::string>& stage_names,
                    const AlignmentScore& align, const fs::path& out) {
@@ -447,6 +523,7 @@ Status SaveFigures(const json& r, const std::vector<std::vector<Video>>& sheets,
     VF_ASSIGN_OR_RETURN(Video chart, BarChart(cats, {model, naive}, bo));
     VF_RETURN_NOT_OK(SavePlotPng(chart, (out / "fidelity.png").string()));
   }
+  VF_RETURN_NOT_OK(SaveDenoisingPlot(r, out));
   // Guidance sweep.
   if (r.contains("guidance") && r["guidance"].is_array() && !r["guidance"].empty()) {
     std::map<std::string, Series> align_s, sat_s;
@@ -531,6 +608,22 @@ std::string Markdown(const json& r) {
                       nb["ssim"].get<double>(), e["gain_db"].get<double>());
   }
   md += "\nTSR PSNR counts only the frames the stage invents.\n\n![fidelity](fidelity.png)\n\n";
+  if (!r["fidelity"].empty() && r["fidelity"][0].contains("denoising")) {
+    md += "One denoising step at each noise level (z = α·x + σ·ε on the same inputs): PSNR of x̂, dB.\n\n"
+          "| stage |";
+    for (const json& p : r["fidelity"][0]["denoising"]) md += fmt::format(" λ = {:g} |", p["logsnr"].get<double>());
+    md += "\n|---|";
+    for (size_t i = 0; i < r["fidelity"][0]["denoising"].size(); ++i) md += "---|";
+    md += "\n";
+    for (const json& e : r["fidelity"]) {
+      md += "| " + e["name"].get<std::string>() + " |";
+      for (const json& p : e["denoising"]) md += fmt::format(" {:.1f} |", p["psnr"].get<double>());
+      md += "\n";
+    }
+    md += "| z/α (the noisy input) |";
+    for (const json& p : r["fidelity"][0]["denoising"]) md += fmt::format(" {:.1f} |", p["noisy_psnr"].get<double>());
+    md += "\n\n![denoising](denoising.png)\n\n";
+  }
   md += fmt::format("## 3. Temporal consistency\n\n{} of frames keep the clip's colour and shape.\n\n",
                     Pct(r["temporal_consistency"]));
   md += "## 4. Guidance sweep\n\n";
@@ -609,16 +702,9 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   co.force_random_weights = o.random_weights;
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
-  if (o.steps > 0 || o.guidance || o.aug_logsnr || o.thresholding || o.sampler || o.time_power) {
-    co.overrides.assign(preset.stages.size(), StageOverrides{});
-    for (auto& ov : co.overrides) {
-      if (o.steps > 0) ov.steps = o.steps;
-      ov.guidance = o.guidance;
-      ov.aug_logsnr = o.aug_logsnr;
-      ov.thresholding = o.thresholding;
-      ov.sampler = o.sampler;
-      ov.time_power = o.time_power;
-    }
+  const StageOverrides& ov = o.overrides;
+  if (ov.steps || ov.guidance || ov.aug_logsnr || ov.thresholding || ov.sampler || ov.time_power) {
+    co.overrides.assign(preset.stages.size(), ov);
   }
   VF_ASSIGN_OR_RETURN(auto cascade, Cascade::Open(co));
   const int last = cascade->num_stages() - 1;
@@ -631,16 +717,17 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   json r = {{"preset", o.preset},
             {"models_dir", o.random_weights ? "(random weights)" : o.models_dir},
             {"seed", o.seed},
-            {"steps", o.steps > 0 ? json(o.steps) : json("preset defaults")},
+            {"steps", ov.steps ? json(*ov.steps) : json("preset defaults")},
             {"device", o.runner.device.str()},
             {"threads", torch::get_num_threads()}};
-  if (o.guidance) r["guidance_override"] = *o.guidance;
-  if (o.aug_logsnr) r["aug_logsnr_override"] = *o.aug_logsnr;
-  if (o.thresholding) r["thresholding_override"] = *o.thresholding;
-  if (o.sampler) r["sampler_override"] = *o.sampler;
-  if (o.time_power) r["time_power_override"] = *o.time_power;
+  if (ov.guidance) r["guidance_override"] = *ov.guidance;
+  if (ov.aug_logsnr) r["aug_logsnr_override"] = *ov.aug_logsnr;
+  if (ov.thresholding) r["thresholding_override"] = *ov.thresholding;
+  if (ov.sampler) r["sampler_override"] = *ov.sampler;
+  if (ov.time_power) r["time_power_override"] = *ov.time_power;
   if (o.fidelity_only) {
     VF_ASSIGN_OR_RETURN(r["fidelity"], Fidelity(*cascade, o, progress));
+    if (!o.out_dir.empty()) VF_RETURN_NOT_OK(SaveDenoisingPlot(r, o.out_dir));
     return r;
   }
 

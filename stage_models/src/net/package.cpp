@@ -222,6 +222,7 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
     // The output skip goes with the parameterization (like "prediction"): the package says.
     UNetConfig want = expected.net;
     want.cond_skip = arch.cond_skip;
+    want.cond_prior_std = arch.cond_prior_std;
     if (!(arch == want)) {
       return Status::InvalidArgument("package " + dir + " architecture differs from " +
                                      StageName(expected.index, expected.label) + ": " +
@@ -241,6 +242,7 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
   }
   pkg.spec.sampling.prediction = prediction;
   pkg.spec.net.cond_skip = arch.cond_skip;
+  pkg.spec.net.cond_prior_std = arch.cond_prior_std;
 
   const std::string wpath = (fs::path(dir) / weights_file).string();
   if (!fs::exists(wpath, ec)) {

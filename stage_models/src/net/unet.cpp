@@ -58,6 +58,7 @@ nlohmann::json UNetConfig::ToJson() const {
   j["groups"] = groups;
   j["patch"] = patch;
   j["cond_skip"] = cond_skip;
+  if (cond_prior_std > 0) j["cond_prior_std"] = cond_prior_std;  // absent: off (older packages)
   return j;
 }
 
@@ -91,6 +92,7 @@ Result<UNetConfig> UNetConfig::FromJson(const nlohmann::json& j) {
     c.groups = j.at("groups").get<int64_t>();
     c.patch = j.value("patch", int64_t{1});
     c.cond_skip = j.value("cond_skip", false);
+    c.cond_prior_std = j.value("cond_prior_std", 0.0);
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("bad U-Net architecture JSON: ") + e.what());
   }
@@ -119,6 +121,11 @@ Status UNetConfig::Validate() const {
   if (groups <= 0) return bad("groups must be positive");
   if (patch < 1 || patch > 8) return bad("patch must be in [1, 8]");
   if (cond_skip && !super_resolution) return bad("cond_skip needs a super-resolution network");
+  if (!(cond_prior_std >= 0 && cond_prior_std <= 1)) return bad("cond_prior_std must be in [0, 1]");
+  if (cond_prior_std > 0 && !super_resolution) {
+    return bad("cond_prior_std needs a super-resolution network");
+  }
+  if (cond_prior_std > 0 && cond_skip) return bad("cond_prior_std replaces cond_skip: set one");
   for (int64_t m : mults) {
     if (m <= 0) return bad("mults must be positive");
     if ((dim * m) % groups != 0) {
@@ -666,6 +673,19 @@ torch::Tensor VideoUNetImpl::forward(const UNetInputs& in) {
   if (c.cond_skip) {
     const auto sigma = torch::sqrt(torch::sigmoid(-in.logsnr.to(torch::kFloat32))).view({b, 1, 1, 1, 1});
     out = out - (sigma * in.cond_video.to(torch::kFloat32)).to(out.scalar_type());
+  }
+  if (c.cond_prior_std > 0) {
+    // v̂ = (α·z − x̂)/σ with x̂ as in UNetConfig, in a form without cancellation at either end of
+    // [-20, 20]: with E = α²·s² + σ², v̂ = (σ·α·(1 − s²)·z − σ·c/α_aug)/E − (s/√E)·net.
+    auto col = [b](const torch::Tensor& t) { return t.to(torch::kFloat32).view({b, 1, 1, 1, 1}); };
+    const auto l = col(in.logsnr), la = col(in.aug_logsnr);
+    const auto a2 = torch::sigmoid(l), s2 = torch::sigmoid(-l);
+    const auto alpha = a2.sqrt(), sigma = s2.sqrt();
+    const auto prior = torch::exp(-la) + c.cond_prior_std * c.cond_prior_std;  // s²
+    const auto e = a2 * prior + s2;
+    const auto cond = in.cond_video.to(torch::kFloat32) / torch::sigmoid(la).sqrt();
+    const auto lin = (sigma * alpha * (1.0 - prior) * in.z.to(torch::kFloat32) - sigma * cond) / e;
+    out = (lin - (prior.sqrt() / e.sqrt()) * out.to(torch::kFloat32)).to(out.scalar_type());
   }
   return out;
 }

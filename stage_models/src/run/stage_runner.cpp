@@ -1,6 +1,7 @@
 #include "vidfarm/stage_models/stage_runner.h"
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "vidfarm/stage_models/diffusion.h"
 #include "vidfarm/stage_models/noise.h"
@@ -11,6 +12,7 @@ namespace {
 
 // Keyed-noise step indices outside the sampler's range: the sampler uses -1 for z_1 and 0..n-1.
 constexpr int kAugNoiseStep = -2;
+constexpr int kProbeNoiseStep = -3;  // PredictClean's noise
 
 Result<Parameterization> ParsePrediction(const std::string& name) {
   if (name == "v") return Parameterization::kV;
@@ -96,6 +98,7 @@ Result<std::unique_ptr<StageRunner>> StageRunner::Create(ModelPackage package,
 }
 
 Result<torch::Tensor> StageRunner::Conditioning(const StageRequest& request,
+                                                const std::vector<int64_t>& sample_indices,
                                                 const StageSettings& settings,
                                                 torch::Tensor* aug_logsnr) const {
   const StageSpec& s = spec();
@@ -120,59 +123,74 @@ Result<torch::Tensor> StageRunner::Conditioning(const StageRequest& request,
     cond = ResizeVideo(cond, s.height, s.width);
   }
   *aug_logsnr = torch::full({batch}, settings.aug_logsnr, cond.options());
-  torch::Tensor noise = KeyedNormalBatch(request.seed, s.index, kAugNoiseStep, request.sample_indices,
+  torch::Tensor noise = KeyedNormalBatch(request.seed, s.index, kAugNoiseStep, sample_indices,
                                          cond.sizes().slice(1), options_.device);
   return NoiseAugment(cond, *aug_logsnr, noise);
 }
 
-Result<std::vector<Video>> StageRunner::Run(const StageRequest& in, const StageSettings& settings,
-                                            const SamplerHooks& hooks) {
+Result<std::vector<int64_t>> StageRunner::SampleIndices(const StageRequest& request) const {
   const StageSpec& s = spec();
-  const auto batch = static_cast<int64_t>(in.prompts.size());
+  const auto batch = static_cast<int64_t>(request.prompts.size());
   if (batch == 0) return Status::InvalidArgument("stage request has no prompts");
-  StageRequest request = in;
-  if (request.sample_indices.empty()) {
-    for (int64_t i = 0; i < batch; ++i) request.sample_indices.push_back(i);
-  }
-  if (static_cast<int64_t>(request.sample_indices.size()) != batch) {
-    return Status::InvalidArgument("sample_indices must have one entry per prompt");
-  }
   if (s.kind == StageKind::kBase && !request.inputs.empty()) {
     return Status::InvalidArgument("the base stage takes no input video");
   }
+  std::vector<int64_t> indices = request.sample_indices;
+  if (indices.empty()) {
+    for (int64_t i = 0; i < batch; ++i) indices.push_back(i);
+  }
+  if (static_cast<int64_t>(indices.size()) != batch) {
+    return Status::InvalidArgument("sample_indices must have one entry per prompt");
+  }
+  return indices;
+}
+
+// The network behind the sampler, for one request: text and conditioning are computed once and
+// captured; each call evaluates cond and uncond as one batch (guidance) and thresholds x̂.
+Result<DenoiseFn> StageRunner::Denoiser(const StageRequest& request,
+                                        const std::vector<int64_t>& sample_indices,
+                                        const StageSettings& settings) const {
+  const auto batch = static_cast<int64_t>(request.prompts.size());
+  VF_ASSIGN_OR_RETURN(TextEmbedding text, encoder_->Encode(request.prompts, options_.device));
+  torch::Tensor cond, aug;
+  if (spec().kind != StageKind::kBase) {
+    VF_ASSIGN_OR_RETURN(cond, Conditioning(request, sample_indices, settings, &aug));
+  }
+  const torch::ScalarType dtype = options_.dtype;
+  auto cast = [dtype](const torch::Tensor& t) {
+    return t.defined() && t.is_floating_point() ? t.to(dtype) : t;
+  };
+  VideoUNet net = package_.net;
+  NetFn net_fn = [=](const torch::Tensor& z, const torch::Tensor& logsnr,
+                     const torch::Tensor& keep) mutable {
+    const int64_t reps = z.size(0) / batch;
+    UNetInputs x;
+    x.z = cast(z);
+    x.logsnr = logsnr.to(torch::kFloat32);
+    x.text_tokens = cast(text.tokens.repeat({reps, 1, 1}));
+    x.text_mask = text.mask.repeat({reps, 1});
+    x.text_pooled = cast(text.pooled.repeat({reps, 1}));
+    x.text_keep = keep;
+    if (cond.defined()) {
+      x.cond_video = cast(cond.repeat({reps, 1, 1, 1, 1}));
+      x.aug_logsnr = aug.repeat({reps});
+    }
+    return net->forward(x).to(torch::kFloat32);
+  };
+  return MakeGuidedDenoiser(net_fn, settings.guidance);
+}
+
+Result<std::vector<Video>> StageRunner::Run(const StageRequest& request, const StageSettings& settings,
+                                            const SamplerHooks& hooks) {
+  const StageSpec& s = spec();
   try {
     torch::InferenceMode inference;
-    VF_ASSIGN_OR_RETURN(TextEmbedding text, encoder_->Encode(request.prompts, options_.device));
-    torch::Tensor cond, aug;
-    if (s.kind != StageKind::kBase) {
-      VF_ASSIGN_OR_RETURN(cond, Conditioning(request, settings, &aug));
-    }
-    const torch::ScalarType dtype = options_.dtype;
-    auto cast = [dtype](const torch::Tensor& t) {
-      return t.defined() && t.is_floating_point() ? t.to(dtype) : t;
-    };
-    VideoUNet net = package_.net;
-    NetFn net_fn = [&](const torch::Tensor& z, const torch::Tensor& logsnr,
-                       const torch::Tensor& keep) {
-      const int64_t reps = z.size(0) / batch;
-      UNetInputs x;
-      x.z = cast(z);
-      x.logsnr = logsnr.to(torch::kFloat32);
-      x.text_tokens = cast(text.tokens.repeat({reps, 1, 1}));
-      x.text_mask = text.mask.repeat({reps, 1});
-      x.text_pooled = cast(text.pooled.repeat({reps, 1}));
-      x.text_keep = keep;
-      if (cond.defined()) {
-        x.cond_video = cast(cond.repeat({reps, 1, 1, 1, 1}));
-        x.aug_logsnr = aug.repeat({reps});
-      }
-      return net->forward(x).to(torch::kFloat32);
-    };
-    DenoiseFn denoise = MakeGuidedDenoiser(net_fn, settings.guidance);
+    VF_ASSIGN_OR_RETURN(std::vector<int64_t> indices, SampleIndices(request));
+    VF_ASSIGN_OR_RETURN(DenoiseFn denoise, Denoiser(request, indices, settings));
+    const auto batch = static_cast<int64_t>(request.prompts.size());
     std::vector<int64_t> shape = {batch, s.net.channels, s.frames, s.height, s.width};
     VF_ASSIGN_OR_RETURN(torch::Tensor x, Sample(denoise, settings.sampler, shape, request.seed, s.index,
-                                                request.sample_indices, options_.device,
-                                                request.resume, hooks));
+                                                indices, options_.device, request.resume, hooks));
     x = x.clamp(-1.0, 1.0).to(torch::kCPU, torch::kFloat32);
     std::vector<Video> out;
     for (int64_t b = 0; b < batch; ++b) {
@@ -180,6 +198,33 @@ Result<std::vector<Video>> StageRunner::Run(const StageRequest& in, const StageS
       out.push_back(std::move(v));
     }
     return out;
+  } catch (const c10::Error& e) {
+    return Status::Internal(fmt::format("stage {} ({}): {}", s.index, s.name, e.what_without_backtrace()));
+  } catch (const std::exception& e) {
+    return Status::Internal(fmt::format("stage {} ({}): {}", s.index, s.name, e.what()));
+  }
+}
+
+Result<torch::Tensor> StageRunner::PredictClean(const StageRequest& request,
+                                                const StageSettings& settings,
+                                                const torch::Tensor& clean, double logsnr,
+                                                int step) {
+  const StageSpec& s = spec();
+  try {
+    torch::InferenceMode inference;
+    VF_ASSIGN_OR_RETURN(std::vector<int64_t> indices, SampleIndices(request));
+    const auto batch = static_cast<int64_t>(request.prompts.size());
+    const std::vector<int64_t> shape = {batch, s.net.channels, s.frames, s.height, s.width};
+    if (clean.sizes() != torch::IntArrayRef(shape)) {
+      return Status::InvalidArgument(fmt::format("stage {} ({}): the clean videos must be [{}]",
+                                                 s.index, s.name, fmt::join(shape, ",")));
+    }
+    VF_ASSIGN_OR_RETURN(DenoiseFn denoise, Denoiser(request, indices, settings));
+    torch::Tensor eps = KeyedNormalBatch(request.seed, s.index, kProbeNoiseStep, indices,
+                                         clean.sizes().slice(1), options_.device);
+    torch::Tensor z = clean.to(options_.device, torch::kFloat32) * AlphaFromLogSnr(logsnr) +
+                      eps * SigmaFromLogSnr(logsnr);
+    return denoise(z, logsnr, step).clamp(-1.0, 1.0).to(torch::kCPU, torch::kFloat32);
   } catch (const c10::Error& e) {
     return Status::Internal(fmt::format("stage {} ({}): {}", s.index, s.name, e.what_without_backtrace()));
   } catch (const std::exception& e) {

@@ -86,6 +86,7 @@ class Trainer {
   explicit Trainer(const TrainOptions& o) : opt_(o) {}
   Status Init();
   Status Resume();
+  void AdoptCheckpointOutputSkip();
   Result<Batch> MakeBatch(int64_t step);
   Result<double> Step(int64_t step);
   Status SaveCheckpoint();
@@ -143,7 +144,15 @@ Status Trainer::Init() {
   }
   spec_ = preset_.stages[o.stage];
   spec_.sampling.prediction = o.prediction == Parameterization::kV ? "v" : "eps";
-  if (o.prediction != Parameterization::kV) spec_.net.cond_skip = false;  // a v-space offset
+  if (o.cond_prior_std >= 0 && spec_.kind != StageKind::kBase) {
+    spec_.net.cond_prior_std = o.cond_prior_std;
+    if (o.cond_prior_std > 0) spec_.net.cond_skip = false;
+  }
+  if (o.prediction != Parameterization::kV) {  // both are v-space parameterizations
+    spec_.net.cond_skip = false;
+    spec_.net.cond_prior_std = 0;
+  }
+  VF_RETURN_NOT_OK(spec_.net.Validate());
   if (opt_.crop_h == 0 && spec_.trained_on_crops) opt_.crop_h = spec_.crop_h;
   if (opt_.crop_w == 0 && spec_.trained_on_crops) opt_.crop_w = spec_.crop_w;
   const int64_t div = spec_.net.divisor();
@@ -173,6 +182,7 @@ Status Trainer::Init() {
   encoder_ = MakeBuiltinTextEncoder(preset_.text_dim, preset_.text_tokens);
   noise_seed_ = Mix(o.seed ^ 0x7a11ULL);
   ckpt_dir_ = o.checkpoint_dir.empty() ? fs::path(o.out + ".ckpt") : fs::path(o.checkpoint_dir);
+  AdoptCheckpointOutputSkip();
 
   VF_ASSIGN_OR_RETURN(net_, MakeVideoUNet(spec_.net, o.device));
   VF_ASSIGN_OR_RETURN(ema_, MakeVideoUNet(spec_.net, o.device));
@@ -213,6 +223,28 @@ Status Trainer::Init() {
     return Status::IOError(fmt::format("cannot create {}: {}", ckpt_dir_.string(), ec.message()));
   }
   return Status::OK();
+}
+
+// The SR output parameterization (cond_skip / cond_prior_std) goes with the weights, as in a
+// model package: resuming without --cond-prior-std keeps the checkpoint's, even where the preset
+// has moved on; the architecture check in Resume() then compares everything else.
+void Trainer::AdoptCheckpointOutputSkip() {
+  if (!opt_.resume || opt_.cond_prior_std >= 0 || spec_.kind == StageKind::kBase) return;
+  std::ifstream latest(ckpt_dir_ / kLatestFile);
+  std::string name;
+  latest >> name;
+  if (name.empty()) return;
+  std::ifstream in(ckpt_dir_ / name / "state.json");
+  const auto state = nlohmann::json::parse(in, nullptr, false);
+  if (state.is_discarded() || !state.is_object() || !state.contains("architecture")) return;
+  auto arch = UNetConfig::FromJson(state["architecture"]);
+  if (!arch.ok()) return;  // Resume() reports it
+  if (arch->cond_skip != spec_.net.cond_skip || arch->cond_prior_std != spec_.net.cond_prior_std) {
+    VF_LOG_INFO("stage {}: keeping the checkpoint's output skip (cond_skip {}, cond_prior_std {})",
+                spec_.name, arch->cond_skip, arch->cond_prior_std);
+    spec_.net.cond_skip = arch->cond_skip;
+    spec_.net.cond_prior_std = arch->cond_prior_std;
+  }
 }
 
 Status Trainer::Resume() {

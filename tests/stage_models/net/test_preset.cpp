@@ -106,6 +106,21 @@ TEST(Preset, TinyKeepsTheStagesAndMechanisms) {
   EXPECT_EQ(last.crop_w % last.net.divisor(), 0);
 }
 
+// An SR stage's first convolution must be at least as wide as its patched input (noisy video and
+// conditioning, 2·C·p² channels): narrower, it cannot carry the per-pixel noise it must remove
+// (the 12-wide ssr6 and the 16-wide tsr5 left their output under grain).
+TEST(Preset, SrStagesKeepEveryInputChannel) {
+  for (const std::string name : {"tiny", "paper"}) {
+    auto p = GetPreset(name);
+    ASSERT_TRUE(p.ok());
+    for (const auto& s : p->stages) {
+      if (s.kind == StageKind::kBase) continue;
+      const int64_t in_ch = 2 * s.net.channels * s.net.patch * s.net.patch;
+      EXPECT_GE(s.net.dim * s.net.mults.front(), in_ch) << name << " " << s.name;
+    }
+  }
+}
+
 TEST(Preset, UnknownNameListsTheKnownOnes) {
   auto p = GetPreset("huge");
   ASSERT_TRUE(p.status().IsInvalidArgument());

@@ -222,7 +222,8 @@ TEST(UNet, CondSkipOffsetsTheOutputBySigmaTimesCond) {
   torch::NoGradGuard ng;
   auto c = TinyStage(2).net;
   ASSERT_TRUE(c.super_resolution);
-  ASSERT_TRUE(c.cond_skip);  // the presets turn it on for every SR stage
+  c.cond_prior_std = 0;  // the presets' SR default since cond_prior_std; older packages have it
+  c.cond_skip = true;
   auto with = MakeNet(c);
   c.cond_skip = false;
   auto without = MakeNet(c);
@@ -246,10 +247,55 @@ TEST(UNet, CondSkipOffsetsTheOutputBySigmaTimesCond) {
   UNetConfig base = TinyStage(0).net;
   base.cond_skip = true;
   EXPECT_TRUE(base.Validate().IsInvalidArgument());
-  auto j = TinyStage(2).net.ToJson();
+  UNetConfig on = c;
+  on.cond_skip = true;
+  auto j = on.ToJson();
   EXPECT_EQ(j.at("cond_skip"), true);
   j.erase("cond_skip");
   EXPECT_FALSE(UNetConfig::FromJson(j)->cond_skip);
+}
+
+// With cond_prior_std, a network whose last convolution is zero denoises like the linear guess
+// from its two noisy views: x̂ = (s²·z/α + e^−λ·c/α_a)/(s² + e^−λ), s² = std² + e^−λ_a. Checked in
+// double precision from the formula, at both ends of the log-SNR range and in between.
+TEST(UNet, CondPriorZeroNetworkIsTheLinearGuess) {
+  torch::NoGradGuard ng;
+  auto c = TinyStage(2).net;
+  ASSERT_FALSE(c.cond_skip);
+  ASSERT_EQ(c.cond_prior_std, 0.1);  // every SR stage of the presets
+  ASSERT_TRUE(c.Validate().ok());
+  auto net = MakeNet(c);
+  for (auto& p : net->named_parameters()) {
+    if (p.key().rfind("conv_out.", 0) == 0) p.value().zero_();
+  }
+  auto in = MakeInputs(c, 2, 4, TinyStage(2).height, TinyStage(2).width, 3);
+  for (double l : {-20.0, -4.0, 0.0, 3.0, 8.0, 20.0}) {
+    for (double la : {2.9, 6.0}) {
+      in.logsnr = torch::full({2}, l);
+      in.aug_logsnr = torch::full({2}, la);
+      const auto v = net->forward(in).to(torch::kFloat64);
+      const double a = std::sqrt(1 / (1 + std::exp(-l))), sg = std::sqrt(1 / (1 + std::exp(l)));
+      const double aa = std::sqrt(1 / (1 + std::exp(-la)));
+      const double s2 = 0.01 + std::exp(-la), u = std::exp(-l);
+      const auto z = in.z.to(torch::kFloat64), cond = in.cond_video.to(torch::kFloat64);
+      const auto want_x = (s2 * z / a + u * cond / aa) / (s2 + u);
+      const auto got_x = a * z - sg * v;
+      EXPECT_LT((got_x - want_x).abs().max().item<double>(), 1e-3) << "logsnr " << l << " aug " << la;
+      EXPECT_TRUE(torch::isfinite(v).all().item<bool>());
+    }
+  }
+  // The config rejects it on a base network, with cond_skip, or out of [0, 1]; JSON round trip.
+  auto bad = c;
+  bad.cond_skip = true;
+  EXPECT_TRUE(bad.Validate().IsInvalidArgument());
+  bad = TinyStage(0).net;
+  bad.cond_prior_std = 0.1;
+  EXPECT_TRUE(bad.Validate().IsInvalidArgument());
+  bad = c;
+  bad.cond_prior_std = 2;
+  EXPECT_TRUE(bad.Validate().IsInvalidArgument());
+  EXPECT_EQ(UNetConfig::FromJson(c.ToJson())->cond_prior_std, 0.1);
+  EXPECT_FALSE(TinyStage(0).net.ToJson().contains("cond_prior_std"));  // off: older JSON unchanged
 }
 
 TEST(UNet, ConfigJsonRoundTripAndValidation) {

@@ -128,6 +128,44 @@ TEST_F(StageRunnerTest, RejectsWrongInputShape) {
   EXPECT_FALSE(r.ok());
 }
 
+// PredictClean (eval's denoising curve): one x̂ from z = α·x + σ·ε. With the output convolution
+// zeroed, a cond_prior_std stage at λ = −4 returns its conditioning (z carries almost nothing);
+// the call is deterministic and rejects clean videos of the wrong shape.
+TEST_F(StageRunnerTest, PredictCleanAtHighNoiseReturnsTheConditioning) {
+  auto runner = MakeRunner(1);
+  const StageSpec& spec = runner->spec();
+  ASSERT_GT(spec.net.cond_prior_std, 0);
+  torch::NoGradGuard no_grad;
+  for (const auto& p : runner->package().net->named_parameters()) {
+    if (p.key().rfind("conv_out.", 0) == 0) p.value().zero_();
+  }
+  StageSettings s = Settings(spec, 2, "ddim");
+  StageRequest req;
+  req.prompts = {"a red circle moving right", "a blue square moving up"};
+  req.seed = 3;
+  std::vector<torch::Tensor> cleans;
+  for (int i = 0; i < 2; ++i) {
+    const torch::Tensor in = torch::rand({3, spec.in_frames(), spec.in_height(), spec.in_width()}) * 2 - 1;
+    auto v = TensorToVideo(in, spec.in_fps());
+    ASSERT_TRUE(v.ok());
+    req.inputs.push_back(*v);
+    cleans.push_back(UpsampleFrames(in.unsqueeze(0), spec.temporal_factor, TemporalUpsample::kRepeat)[0]);
+  }
+  const torch::Tensor clean = torch::stack(cleans);
+  auto x = runner->PredictClean(req, s, clean, -4.0);
+  ASSERT_TRUE(x.ok()) << x.status().ToString();
+  ASSERT_EQ(x->sizes(), clean.sizes());
+  EXPECT_LE(x->abs().max().item<double>(), 1.0);
+  const double mse = (*x - clean).pow(2).mean().item<double>();
+  EXPECT_GT(10 * std::log10(4 / mse), 20.0);  // the noisy z alone: about 4 dB
+  auto again = runner->PredictClean(req, s, clean, -4.0);
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(torch::equal(*x, *again));
+  auto bad = runner->PredictClean(req, s, clean.narrow(2, 0, 2), -4.0);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_TRUE(bad.status().IsInvalidArgument()) << bad.status().ToString();
+}
+
 TEST_F(StageRunnerTest, ResolveRejectsBadOverrides) {
   auto preset = GetPreset("tiny");
   ASSERT_TRUE(preset.ok());

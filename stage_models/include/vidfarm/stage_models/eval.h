@@ -35,13 +35,9 @@ struct EvalOptions {
   bool guidance_sweep = true;
   int sweep_samples = 8;         // prompts per guidance setting
   int sweep_last_stage = 2;      // the sweep renders stages 0..this (the analyzer reads that size)
-  int steps = 0;                 // > 0: every stage samples this many steps (quick runs)
-  // Overrides of every stage's sampling settings (diagnosis: e.g. an SR stage without guidance).
-  std::optional<double> guidance;    // constant classifier-free guidance weight
-  std::optional<double> aug_logsnr;  // SR conditioning augmentation level
-  std::optional<std::string> thresholding;  // none | static | dynamic
-  std::optional<std::string> sampler;       // ancestral | ddim
-  std::optional<double> time_power;         // sampler time grid exponent
+  // Overrides of every stage's sampling settings (quick runs: steps; diagnosis: e.g. an SR stage
+  // without guidance); unset fields keep each stage's preset default.
+  StageOverrides overrides;
   // Only part 2 (per-stage fidelity), on these stages (empty: every SR stage); the report then
   // holds only "fidelity" and the settings.
   bool fidelity_only = false;

@@ -70,11 +70,22 @@ class StageRunner {
   Result<std::vector<Video>> Run(const StageRequest& request, const StageSettings& settings,
                                  const SamplerHooks& hooks = {});
 
+  // One denoising step, for diagnostics (`vidfarm eval`'s denoising curve): noises `clean`
+  // ([B,C,T,H,W] in [-1, 1]) to z = α·x + σ·ε at `logsnr` (ε keyed by the request's seed and
+  // sample indices) and returns the stage's x̂ with the request's conditioning, the settings'
+  // guidance at sampler step `step`, and thresholding; clamped to [-1, 1], on the CPU.
+  Result<torch::Tensor> PredictClean(const StageRequest& request, const StageSettings& settings,
+                                     const torch::Tensor& clean, double logsnr, int step = 0);
+
  private:
   StageRunner(ModelPackage package, std::unique_ptr<TextEncoder> encoder, StageRunnerOptions options)
       : package_(std::move(package)), encoder_(std::move(encoder)), options_(options) {}
-  Result<torch::Tensor> Conditioning(const StageRequest& request, const StageSettings& settings,
-                                     torch::Tensor* aug_logsnr) const;
+  Result<std::vector<int64_t>> SampleIndices(const StageRequest& request) const;
+  Result<torch::Tensor> Conditioning(const StageRequest& request,
+                                     const std::vector<int64_t>& sample_indices,
+                                     const StageSettings& settings, torch::Tensor* aug_logsnr) const;
+  Result<DenoiseFn> Denoiser(const StageRequest& request, const std::vector<int64_t>& sample_indices,
+                             const StageSettings& settings) const;
 
   ModelPackage package_;
   std::unique_ptr<TextEncoder> encoder_;

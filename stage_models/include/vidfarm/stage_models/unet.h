@@ -50,6 +50,15 @@ struct UNetConfig {
   // The network then learns the residual, −σ·(x − cond), plus the noise. Meant for v-prediction
   // (for ε-prediction the conditioning carries no weight at high noise; leave it off).
   bool cond_skip = false;
+  // SR only, > 0: the output is read as a residual around the best linear guess of the clean
+  // video from the two noisy views the network gets: z/α (noise variance e^−λ) and the
+  // conditioning c/α_aug (its error taken as variance s² = cond_prior_std² + e^−λ_aug, the
+  // augmentation noise included). x̂ = (s²·z/α + e^−λ·c/α_aug)/(s² + e^−λ) + √P·net, with P the
+  // posterior variance s²·e^−λ/(s² + e^−λ), and the network returns v̂ = (α·z − x̂)/σ. An untrained
+  // network (net = 0) then already denoises as well as that linear guess at every noise level, not
+  // only at high noise like cond_skip; `vidfarm eval`'s denoising curve showed the cond_skip
+  // networks below the plain upsampling at every λ < 2. v-prediction only; replaces cond_skip.
+  double cond_prior_std = 0.0;
 
   int levels() const { return static_cast<int>(mults.size()); }
   int res_blocks(int level) const;
