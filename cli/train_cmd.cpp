@@ -72,8 +72,8 @@ int RunTrain(const std::vector<std::string>& args) {
                "SR: conditioning augmentation time drawn from U(0, this)");
   flags.String("prediction", 0, &prediction, "v | eps");
   flags.Double("cond-prior-std", 0, &o.cond_prior_std,
-               "SR stages: the output's prior around the conditioning (0 = the cond_skip offset; "
-               "default: the preset's)");
+               "SR stages: the std of the output's prior around the conditioning (0 = the older "
+               "cond_skip offset; negative = the preset's, or the checkpoint's on --resume)");
   flags.Int("crop-frames", 0, &o.crop_frames, "random temporal crop length (0 = whole clip)");
   flags.Int("crop-h", 0, &o.crop_h, "random crop height (0 = the stage's default)");
   flags.Int("crop-w", 0, &o.crop_w, "random crop width (0 = the stage's default)");

@@ -146,7 +146,7 @@ Status Trainer::Init() {
   spec_.sampling.prediction = o.prediction == Parameterization::kV ? "v" : "eps";
   if (o.cond_prior_std >= 0 && spec_.kind != StageKind::kBase) {
     spec_.net.cond_prior_std = o.cond_prior_std;
-    if (o.cond_prior_std > 0) spec_.net.cond_skip = false;
+    spec_.net.cond_skip = o.cond_prior_std == 0;  // 0: the older −σ·cond offset
   }
   if (o.prediction != Parameterization::kV) {  // both are v-space parameterizations
     spec_.net.cond_skip = false;

@@ -122,6 +122,41 @@ TEST_F(TrainTest, RefusesToOverwriteOrMismatchACheckpoint) {
   EXPECT_FALSE(Train(bad).ok());
 }
 
+// The SR output parameterization goes with the checkpoint: a run started with the older offset
+// (--cond-prior-std 0 = cond_skip) resumes with it by default, its package says so, and asking
+// for another output on resume is refused. Fresh runs take the preset's (cond_prior_std 0.1).
+TEST_F(TrainTest, ResumeKeepsTheCheckpointsSrOutput) {
+  testing::TempDir dir;
+  auto arch = [](const std::string& pkg) {
+    std::ifstream in(pkg + "/config.json");
+    return nlohmann::json::parse(in).at("architecture");
+  };
+  TrainOptions o = SmallRun(dir.path(), 1);
+  o.steps = 1;
+  o.cond_prior_std = 0;
+  ASSERT_TRUE(Train(o).ok());
+  EXPECT_EQ(arch(o.out).at("cond_skip"), true);
+  EXPECT_FALSE(arch(o.out).contains("cond_prior_std"));
+  TrainOptions more = o;
+  more.resume = true;
+  more.steps = 2;
+  more.cond_prior_std = -1;  // the preset now says 0.1; the checkpoint wins
+  auto r = Train(more);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(arch(o.out).at("cond_skip"), true);
+  more.steps = 3;
+  more.cond_prior_std = 0.1;
+  r = Train(more);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("architecture"), std::string::npos) << r.status().ToString();
+
+  TrainOptions fresh = SmallRun(dir.path() + "/fresh", 1);
+  fresh.steps = 1;
+  ASSERT_TRUE(Train(fresh).ok());
+  EXPECT_EQ(arch(fresh.out).at("cond_skip"), false);
+  EXPECT_EQ(arch(fresh.out).at("cond_prior_std"), 0.1);
+}
+
 TEST_F(TrainTest, EverySrKindTrainsAStep) {
   // One step each of a TSR stage, an SSR stage with images, and the cropped last stage.
   for (int stage : {1, 2, 6}) {

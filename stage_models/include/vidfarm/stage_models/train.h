@@ -71,7 +71,9 @@ struct TrainOptions {
   double image_fraction = 0.0;  // share of image examples (base and SSR stages only)
   double aug_t_max = 0.5;       // SR: augmentation level t_aug ~ U(0, aug_t_max) on the schedule
   Parameterization prediction = Parameterization::kV;
-  double cond_prior_std = -1;  // SR stages, >= 0: override the preset's UNetConfig::cond_prior_std
+  // SR stages, >= 0: UNetConfig::cond_prior_std (0: cond_skip instead). Negative: the preset's,
+  // or on resume the checkpoint's.
+  double cond_prior_std = -1;
   // Random crops (0 = the spec's: crop_h/crop_w for trained_on_crops stages, else none).
   int64_t crop_frames = 0, crop_h = 0, crop_w = 0;
   int64_t checkpoint_every = 200;
