@@ -258,27 +258,31 @@ Result<json> DenoisingCurve(Cascade& cascade, int k, const std::vector<std::stri
   const StageSpec& spec = cascade.stage(k).spec();
   const bool tsr = spec.kind == StageKind::kTemporalSR;
   auto frames = [&](const torch::Tensor& v) { return tsr ? NewFrames(v, spec.temporal_factor) : v; };
-  json curve = json::array();
-  for (double logsnr : {-4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0}) {
-    double model = 0, noisy = 0;
-    for (size_t b0 = 0; b0 < prompts.size(); b0 += kBatch) {
-      const size_t len = std::min<size_t>(kBatch, prompts.size() - b0);
-      const StageRequest req = SliceRequest(prompts, inputs, b0, len, seed);
-      std::vector<torch::Tensor> gts;
-      for (size_t i = 0; i < len; ++i) gts.push_back(VideoToTensor(targets[b0 + i]));
-      const torch::Tensor gt = torch::stack(gts);
-      VF_ASSIGN_OR_RETURN(torch::Tensor xhat,
-                          cascade.stage(k).PredictClean(req, cascade.settings(k), gt, logsnr));
-      const torch::Tensor eps = KeyedNormalBatch(seed, k, /*step=*/-3, req.sample_indices,
-                                                 gt.sizes().slice(1), torch::kCPU);
-      const torch::Tensor z = (gt + eps * std::exp(-0.5 * logsnr)).clamp(-1, 1);  // z/α
+  const std::vector<double> levels = {-4.0, -2.0, 0.0, 2.0, 4.0, 6.0, 8.0};
+  std::vector<double> model(levels.size()), noisy(levels.size());
+  for (size_t b0 = 0; b0 < prompts.size(); b0 += kBatch) {
+    const size_t len = std::min<size_t>(kBatch, prompts.size() - b0);
+    const StageRequest req = SliceRequest(prompts, inputs, b0, len, seed);
+    std::vector<torch::Tensor> gts;
+    for (size_t i = 0; i < len; ++i) gts.push_back(VideoToTensor(targets[b0 + i]));
+    const torch::Tensor gt = torch::stack(gts);
+    VF_ASSIGN_OR_RETURN(std::vector<torch::Tensor> xhats,
+                        cascade.stage(k).PredictClean(req, cascade.settings(k), gt, levels));
+    // The same ε as PredictClean's, for the noisy input's own PSNR.
+    const torch::Tensor eps = KeyedNormalBatch(seed, k, StageRunner::kProbeNoiseStep,
+                                               req.sample_indices, gt.sizes().slice(1), torch::kCPU);
+    for (size_t l = 0; l < levels.size(); ++l) {
+      const torch::Tensor z = (gt + eps * std::exp(-0.5 * levels[l])).clamp(-1, 1);  // z/α
       for (size_t i = 0; i < len; ++i) {
-        model += std::min(99.0, TensorPsnr(frames(xhat[i]), frames(gt[i])));
-        noisy += std::min(99.0, TensorPsnr(frames(z[i]), frames(gt[i])));
+        model[l] += std::min(99.0, TensorPsnr(frames(xhats[l][i]), frames(gt[i])));
+        noisy[l] += std::min(99.0, TensorPsnr(frames(z[i]), frames(gt[i])));
       }
     }
-    const double n = static_cast<double>(std::max<size_t>(prompts.size(), 1));
-    curve.push_back({{"logsnr", logsnr}, {"psnr", model / n}, {"noisy_psnr", noisy / n}});
+  }
+  const double n = static_cast<double>(std::max<size_t>(prompts.size(), 1));
+  json curve = json::array();
+  for (size_t l = 0; l < levels.size(); ++l) {
+    curve.push_back({{"logsnr", levels[l]}, {"psnr", model[l] / n}, {"noisy_psnr", noisy[l] / n}});
   }
   return curve;
 }

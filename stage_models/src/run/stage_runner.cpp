@@ -12,7 +12,6 @@ namespace {
 
 // Keyed-noise step indices outside the sampler's range: the sampler uses -1 for z_1 and 0..n-1.
 constexpr int kAugNoiseStep = -2;
-constexpr int kProbeNoiseStep = -3;  // PredictClean's noise
 
 Result<Parameterization> ParsePrediction(const std::string& name) {
   if (name == "v") return Parameterization::kV;
@@ -205,10 +204,11 @@ Result<std::vector<Video>> StageRunner::Run(const StageRequest& request, const S
   }
 }
 
-Result<torch::Tensor> StageRunner::PredictClean(const StageRequest& request,
-                                                const StageSettings& settings,
-                                                const torch::Tensor& clean, double logsnr,
-                                                int step) {
+Result<std::vector<torch::Tensor>> StageRunner::PredictClean(const StageRequest& request,
+                                                             const StageSettings& settings,
+                                                             const torch::Tensor& clean,
+                                                             const std::vector<double>& logsnrs,
+                                                             int step) {
   const StageSpec& s = spec();
   try {
     torch::InferenceMode inference;
@@ -219,12 +219,17 @@ Result<torch::Tensor> StageRunner::PredictClean(const StageRequest& request,
       return Status::InvalidArgument(fmt::format("stage {} ({}): the clean videos must be [{}]",
                                                  s.index, s.name, fmt::join(shape, ",")));
     }
+    // Text, conditioning and noise once; one network evaluation per level.
     VF_ASSIGN_OR_RETURN(DenoiseFn denoise, Denoiser(request, indices, settings));
-    torch::Tensor eps = KeyedNormalBatch(request.seed, s.index, kProbeNoiseStep, indices,
-                                         clean.sizes().slice(1), options_.device);
-    torch::Tensor z = clean.to(options_.device, torch::kFloat32) * AlphaFromLogSnr(logsnr) +
-                      eps * SigmaFromLogSnr(logsnr);
-    return denoise(z, logsnr, step).clamp(-1.0, 1.0).to(torch::kCPU, torch::kFloat32);
+    const torch::Tensor eps = KeyedNormalBatch(request.seed, s.index, kProbeNoiseStep, indices,
+                                               clean.sizes().slice(1), options_.device);
+    const torch::Tensor x = clean.to(options_.device, torch::kFloat32);
+    std::vector<torch::Tensor> out;
+    for (double logsnr : logsnrs) {
+      const torch::Tensor z = x * AlphaFromLogSnr(logsnr) + eps * SigmaFromLogSnr(logsnr);
+      out.push_back(denoise(z, logsnr, step).clamp(-1.0, 1.0).to(torch::kCPU, torch::kFloat32));
+    }
+    return out;
   } catch (const c10::Error& e) {
     return Status::Internal(fmt::format("stage {} ({}): {}", s.index, s.name, e.what_without_backtrace()));
   } catch (const std::exception& e) {

@@ -152,16 +152,18 @@ TEST_F(StageRunnerTest, PredictCleanAtHighNoiseReturnsTheConditioning) {
     cleans.push_back(UpsampleFrames(in.unsqueeze(0), spec.temporal_factor, TemporalUpsample::kRepeat)[0]);
   }
   const torch::Tensor clean = torch::stack(cleans);
-  auto x = runner->PredictClean(req, s, clean, -4.0);
-  ASSERT_TRUE(x.ok()) << x.status().ToString();
+  auto levels = runner->PredictClean(req, s, clean, {-4.0, 4.0});
+  ASSERT_TRUE(levels.ok()) << levels.status().ToString();
+  ASSERT_EQ(levels->size(), 2u);
+  const torch::Tensor* x = &levels->front();
   ASSERT_EQ(x->sizes(), clean.sizes());
   EXPECT_LE(x->abs().max().item<double>(), 1.0);
   const double mse = (*x - clean).pow(2).mean().item<double>();
   EXPECT_GT(10 * std::log10(4 / mse), 20.0);  // the noisy z alone: about 4 dB
-  auto again = runner->PredictClean(req, s, clean, -4.0);
+  auto again = runner->PredictClean(req, s, clean, {-4.0});
   ASSERT_TRUE(again.ok());
-  EXPECT_TRUE(torch::equal(*x, *again));
-  auto bad = runner->PredictClean(req, s, clean.narrow(2, 0, 2), -4.0);
+  EXPECT_TRUE(torch::equal(*x, again->front()));
+  auto bad = runner->PredictClean(req, s, clean.narrow(2, 0, 2), {-4.0});
   ASSERT_FALSE(bad.ok());
   EXPECT_TRUE(bad.status().IsInvalidArgument()) << bad.status().ToString();
 }

@@ -70,12 +70,17 @@ class StageRunner {
   Result<std::vector<Video>> Run(const StageRequest& request, const StageSettings& settings,
                                  const SamplerHooks& hooks = {});
 
-  // One denoising step, for diagnostics (`vidfarm eval`'s denoising curve): noises `clean`
-  // ([B,C,T,H,W] in [-1, 1]) to z = α·x + σ·ε at `logsnr` (ε keyed by the request's seed and
-  // sample indices) and returns the stage's x̂ with the request's conditioning, the settings'
-  // guidance at sampler step `step`, and thresholding; clamped to [-1, 1], on the CPU.
-  Result<torch::Tensor> PredictClean(const StageRequest& request, const StageSettings& settings,
-                                     const torch::Tensor& clean, double logsnr, int step = 0);
+  // One denoising step per noise level, for diagnostics (`vidfarm eval`'s denoising curve):
+  // noises `clean` ([B,C,T,H,W] in [-1, 1]) to z = α·x + σ·ε at each of `logsnrs` (one ε, keyed
+  // by the request's seed, the stage, kProbeNoiseStep and the sample indices) and returns the
+  // stage's x̂ for each, with the request's conditioning, the settings' guidance at sampler step
+  // `step`, and thresholding; clamped to [-1, 1], on the CPU.
+  Result<std::vector<torch::Tensor>> PredictClean(const StageRequest& request,
+                                                  const StageSettings& settings,
+                                                  const torch::Tensor& clean,
+                                                  const std::vector<double>& logsnrs, int step = 0);
+  // Keyed-noise step of PredictClean's ε (outside the sampler's -1..n-1 and the augmentation's -2).
+  static constexpr int kProbeNoiseStep = -3;
 
  private:
   StageRunner(ModelPackage package, std::unique_ptr<TextEncoder> encoder, StageRunnerOptions options)
