@@ -30,7 +30,8 @@ int RunWorkers(const std::vector<std::string>& args);
 // ../models, its own models/, ../share/vidfarm/models and the source tree's models/; "" if none.
 std::string DefaultModelsDir(const std::string& preset);
 
-// Applies --threads / VIDFARM_THREADS (0 = all cores) to LibTorch; returns the count set.
+// Applies --threads / VIDFARM_THREADS (0 = all cores) to LibTorch and pins the BLAS library to one
+// thread (models::SetComputeThreads); returns the count set.
 int SetThreads(int64_t threads);
 // Prints "vidfarm <cmd>: <message>" to stderr and returns the exit code for the status.
 int Fail(const std::string& command, const std::string& message, int code = 1);

@@ -20,6 +20,7 @@
 #include "vidfarm/coordinator/client.h"
 #include "vidfarm/coordinator/coordinator.h"
 #include "vidfarm/stage_models/cascade.h"
+#include "vidfarm/stage_models/threads.h"
 #include "vidfarm/worker/worker.h"
 
 namespace vidfarm::cli {
@@ -42,11 +43,7 @@ std::string DefaultModelsDir(const std::string& preset) {
   return "";
 }
 
-int SetThreads(int64_t threads) {
-  if (threads <= 0) threads = std::max(1u, std::thread::hardware_concurrency());
-  torch::set_num_threads(static_cast<int>(threads));
-  return static_cast<int>(threads);
-}
+int SetThreads(int64_t threads) { return models::SetComputeThreads(static_cast<int>(threads)); }
 
 int Fail(const std::string& command, const std::string& message, int code) {
   std::fprintf(stderr, "vidfarm %s: %s\n", command.c_str(), message.c_str());

@@ -29,6 +29,7 @@
 #include "vidfarm/stage_models/conditioning.h"
 #include "vidfarm/stage_models/package.h"
 #include "vidfarm/stage_models/preset.h"
+#include "vidfarm/stage_models/threads.h"
 
 namespace vidfarm::worker {
 namespace {
@@ -369,7 +370,7 @@ class Worker::Impl {
 // Compute thread
 
 void Worker::Impl::ComputeLoop() {
-  if (opt.threads > 0) torch::set_num_threads(opt.threads);
+  if (opt.threads > 0) models::SetComputeThreads(opt.threads);  // LibTorch's team; BLAS pinned to 1
   while (true) {
     ComputeJob job;
     {

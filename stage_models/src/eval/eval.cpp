@@ -213,21 +213,6 @@ torch::Tensor Luma(const torch::Tensor& v) {  // [C,T,H,W] → [T,1,H,W]
   return y.unsqueeze(1).to(torch::kFloat32);
 }
 
-// Linear blend for TSR: new frame 2i+1 = mean of input frames i and i+1 (the last one holds).
-torch::Tensor BlendFrames(const torch::Tensor& in, int factor) {
-  const int64_t t = in.size(1);
-  std::vector<torch::Tensor> frames;
-  for (int64_t i = 0; i < t; ++i) {
-    const torch::Tensor a = in.narrow(1, i, 1);
-    const torch::Tensor b = in.narrow(1, std::min(i + 1, t - 1), 1);
-    for (int j = 0; j < factor; ++j) {
-      const double w = static_cast<double>(j) / factor;
-      frames.push_back(a * (1 - w) + b * w);
-    }
-  }
-  return torch::cat(frames, 1);
-}
-
 // The frames a TSR stage invents: every index not a multiple of the factor.
 torch::Tensor NewFrames(const torch::Tensor& v, int factor) {
   std::vector<int64_t> idx;
@@ -343,7 +328,7 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
       if (tsr) {
         const int f = spec.temporal_factor;
         const torch::Tensor rep = UpsampleFrames(in, f, TemporalUpsample::kRepeat);
-        const torch::Tensor blend = BlendFrames(in, f);
+        const torch::Tensor blend = UpsampleFrames(in, f, TemporalUpsample::kBlend);
         psnr += std::min(99.0, TensorPsnr(NewFrames(y, f), NewFrames(gt, f)));
         base_psnr += std::min(99.0, TensorPsnr(NewFrames(rep, f), NewFrames(gt, f)));
         blend_psnr += std::min(99.0, TensorPsnr(NewFrames(blend, f), NewFrames(gt, f)));

@@ -28,8 +28,9 @@ torch::Tensor ResizeVideo(const torch::Tensor& x, int64_t height, int64_t width)
 Result<TemporalUpsample> ParseTemporalUpsample(const std::string& name) {
   if (name == "repeat") return TemporalUpsample::kRepeat;
   if (name == "blank") return TemporalUpsample::kBlank;
+  if (name == "blend") return TemporalUpsample::kBlend;
   return Status::InvalidArgument("unknown temporal upsampling '" + name +
-                                 "' (expected repeat or blank)");
+                                 "' (expected repeat, blank or blend)");
 }
 
 const char* TemporalUpsampleName(TemporalUpsample mode) {
@@ -38,6 +39,8 @@ const char* TemporalUpsampleName(TemporalUpsample mode) {
       return "repeat";
     case TemporalUpsample::kBlank:
       return "blank";
+    case TemporalUpsample::kBlend:
+      return "blend";
   }
   return "unknown";
 }
@@ -47,6 +50,18 @@ torch::Tensor UpsampleFrames(const torch::Tensor& x, int factor, TemporalUpsampl
   TORCH_CHECK(factor >= 1, "UpsampleFrames needs factor >= 1");
   const int64_t tdim = x.dim() - 3;
   if (mode == TemporalUpsample::kRepeat) return x.repeat_interleave(factor, tdim);
+  if (mode == TemporalUpsample::kBlend) {
+    const int64_t t = x.size(tdim);
+    // next[i] = x[i + 1], the last frame held; out[.., i, j, ..] = x_i + (j/f)·(next_i − x_i).
+    const auto next = torch::cat({x.narrow(tdim, 1, t - 1), x.narrow(tdim, t - 1, 1)}, tdim);
+    std::vector<int64_t> wshape(static_cast<size_t>(x.dim()) + 1, 1);
+    wshape[static_cast<size_t>(tdim) + 1] = factor;
+    const auto w = (torch::arange(factor, x.options()) / static_cast<double>(factor)).view(wshape);
+    const auto a = x.unsqueeze(tdim + 1), d = (next - x).unsqueeze(tdim + 1);
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape[tdim] *= factor;
+    return (a + w * d).reshape(shape);
+  }
   std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
   shape[tdim] *= factor;
   auto out = torch::zeros(shape, x.options());

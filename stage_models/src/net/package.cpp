@@ -221,8 +221,7 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
     arch = *a;
     // The output skip goes with the parameterization (like "prediction"): the package says.
     UNetConfig want = expected.net;
-    want.cond_skip = arch.cond_skip;
-    want.cond_prior_std = arch.cond_prior_std;
+    CopyOutputSkip(arch, &want);
     if (!(arch == want)) {
       return Status::InvalidArgument("package " + dir + " architecture differs from " +
                                      StageName(expected.index, expected.label) + ": " +
@@ -241,8 +240,7 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
     return corrupt(std::string("config.json is missing or has a malformed field: ") + e.what());
   }
   pkg.spec.sampling.prediction = prediction;
-  pkg.spec.net.cond_skip = arch.cond_skip;
-  pkg.spec.net.cond_prior_std = arch.cond_prior_std;
+  CopyOutputSkip(arch, &pkg.spec.net);
 
   const std::string wpath = (fs::path(dir) / weights_file).string();
   if (!fs::exists(wpath, ec)) {

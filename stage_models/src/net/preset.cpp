@@ -69,8 +69,15 @@ StageSpec FromRow(int index, const CascadeStageShape& r, int64_t channels, int64
   // cond_prior_std). A/B on tiny tsr5 (24 wide, same seed and data, `vidfarm train --eval-every`):
   // held-out PSNR 30.1 dB after 250 steps with it; with cond_skip, the offset used before,
   // 18.2 dB after 500 and 24.9 dB after 1500. Packages and checkpoints keep their own.
+  // TSR stages: the guess blends the original frames linearly (UNetConfig::cond_prior_blend) and
+  // its std is 0.02, about the blend's own error (0.01-0.02 RMS on tiny tsr4/tsr5 inputs); SSR
+  // stages keep 0.1 around the bilinear upsampling. On tiny tsr5 (held-out 4 examples), std 0.1
+  // made the one-step x̂ fall from 45.0 dB at log-SNR -4 to 38.8 dB at 4, where the guess leans on
+  // z; at 0.02 it reached 44.9 dB after 1500 steps from scratch against repetition's 38.5.
   s.net.cond_skip = false;
-  s.net.cond_prior_std = s.net.super_resolution ? 0.1 : 0.0;
+  const bool tsr = r.kind == StageKind::kTemporalSR;
+  s.net.cond_prior_std = s.net.super_resolution ? (tsr ? 0.02 : 0.1) : 0.0;
+  s.net.cond_prior_blend = tsr ? r.temporal_factor : 0;
   s.net.temporal = r.temporal_attention ? TemporalMixing::kAttention : TemporalMixing::kConv;
   s.net.text_dim = text_dim;
   s.sampling.oscillating = r.oscillating_cfg;

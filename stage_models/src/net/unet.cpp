@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "vidfarm/common/hash.h"
+#include "vidfarm/stage_models/conditioning.h"
 #include "vidfarm/stage_models/ops.h"
 
 namespace vidfarm::models {
@@ -59,6 +60,7 @@ nlohmann::json UNetConfig::ToJson() const {
   j["patch"] = patch;
   j["cond_skip"] = cond_skip;
   if (cond_prior_std > 0) j["cond_prior_std"] = cond_prior_std;  // absent: off (older packages)
+  if (cond_prior_blend > 0) j["cond_prior_blend"] = cond_prior_blend;  // absent: off
   return j;
 }
 
@@ -93,6 +95,7 @@ Result<UNetConfig> UNetConfig::FromJson(const nlohmann::json& j) {
     c.patch = j.value("patch", int64_t{1});
     c.cond_skip = j.value("cond_skip", false);
     c.cond_prior_std = j.value("cond_prior_std", 0.0);
+    c.cond_prior_blend = j.value("cond_prior_blend", int64_t{0});
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("bad U-Net architecture JSON: ") + e.what());
   }
@@ -126,6 +129,8 @@ Status UNetConfig::Validate() const {
     return bad("cond_prior_std needs a super-resolution network");
   }
   if (cond_prior_std > 0 && cond_skip) return bad("cond_prior_std replaces cond_skip: set one");
+  if (cond_prior_blend < 0 || cond_prior_blend > 16) return bad("cond_prior_blend must be in [0, 16]");
+  if (cond_prior_blend > 0 && cond_prior_std <= 0) return bad("cond_prior_blend needs cond_prior_std");
   for (int64_t m : mults) {
     if (m <= 0) return bad("mults must be positive");
     if ((dim * m) % groups != 0) {
@@ -562,6 +567,10 @@ Status VideoUNetImpl::CheckInputs(const UNetInputs& in) const {
     }
     if (!same_device(in.cond_video)) return bad("cond_video is on the wrong device");
     VF_RETURN_NOT_OK(check_vec(in.aug_logsnr, "aug_logsnr", false));
+    if (c.cond_prior_blend > 1 && t % c.cond_prior_blend != 0) {
+      return bad(std::to_string(t) + " frames are not a multiple of cond_prior_blend " +
+                 std::to_string(c.cond_prior_blend));
+    }
   } else if (in.cond_video.defined()) {
     return bad("cond_video given to a base (non-SR) network");
   }
@@ -683,7 +692,17 @@ torch::Tensor VideoUNetImpl::forward(const UNetInputs& in) {
     const auto alpha = a2.sqrt(), sigma = s2.sqrt();
     const auto prior = torch::exp(-la) + c.cond_prior_std * c.cond_prior_std;  // s²
     const auto e = a2 * prior + s2;
-    const auto cond = in.cond_video.to(torch::kFloat32) / torch::sigmoid(la).sqrt();
+    auto cv = in.cond_video.to(torch::kFloat32);
+    if (c.cond_prior_blend > 1) {
+      const int f = static_cast<int>(c.cond_prior_blend);
+      TORCH_CHECK(cv.size(2) % f == 0, "VideoUNet: frames not a multiple of cond_prior_blend");
+      auto blended = UpsampleFrames(SubsampleFrames(cv, f), f, TemporalUpsample::kBlend);
+      if (in.image_mask.defined()) {
+        blended = torch::where(in.image_mask.view({b, 1, 1, 1, 1}), cv, blended);
+      }
+      cv = blended;
+    }
+    const auto cond = cv / torch::sigmoid(la).sqrt();
     const auto lin = (sigma * alpha * (1.0 - prior) * in.z.to(torch::kFloat32) - sigma * cond) / e;
     out = (lin - (prior.sqrt() / e.sqrt()) * out.to(torch::kFloat32)).to(out.scalar_type());
   }
@@ -697,6 +716,17 @@ Result<VideoUNet> MakeVideoUNet(const UNetConfig& config, torch::Device device) 
   } catch (const std::exception& e) {
     return Status::Internal(std::string("building the U-Net failed: ") + e.what());
   }
+}
+
+void CopyOutputSkip(const UNetConfig& from, UNetConfig* to) {
+  to->cond_skip = from.cond_skip;
+  to->cond_prior_std = from.cond_prior_std;
+  to->cond_prior_blend = from.cond_prior_blend;
+}
+
+bool SameOutputSkip(const UNetConfig& a, const UNetConfig& b) {
+  return a.cond_skip == b.cond_skip && a.cond_prior_std == b.cond_prior_std &&
+         a.cond_prior_blend == b.cond_prior_blend;
 }
 
 int64_t CountParameters(const torch::nn::Module& m) {

@@ -147,10 +147,12 @@ Status Trainer::Init() {
   if (o.cond_prior_std >= 0 && spec_.kind != StageKind::kBase) {
     spec_.net.cond_prior_std = o.cond_prior_std;
     spec_.net.cond_skip = o.cond_prior_std == 0;  // 0: the older −σ·cond offset
+    if (o.cond_prior_std == 0) spec_.net.cond_prior_blend = 0;
   }
   if (o.prediction != Parameterization::kV) {  // both are v-space parameterizations
     spec_.net.cond_skip = false;
     spec_.net.cond_prior_std = 0;
+    spec_.net.cond_prior_blend = 0;
   }
   VF_RETURN_NOT_OK(spec_.net.Validate());
   if (opt_.crop_h == 0 && spec_.trained_on_crops) opt_.crop_h = spec_.crop_h;
@@ -225,7 +227,7 @@ Status Trainer::Init() {
   return Status::OK();
 }
 
-// The SR output parameterization (cond_skip / cond_prior_std) goes with the weights, as in a
+// The SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend) goes with the weights, as in a
 // model package: resuming without --cond-prior-std keeps the checkpoint's, even where the preset
 // has moved on; the architecture check in Resume() then compares everything else.
 void Trainer::AdoptCheckpointOutputSkip() {
@@ -239,11 +241,12 @@ void Trainer::AdoptCheckpointOutputSkip() {
   if (state.is_discarded() || !state.is_object() || !state.contains("architecture")) return;
   auto arch = UNetConfig::FromJson(state["architecture"]);
   if (!arch.ok()) return;  // Resume() reports it
-  if (arch->cond_skip != spec_.net.cond_skip || arch->cond_prior_std != spec_.net.cond_prior_std) {
-    VF_LOG_INFO("stage {}: keeping the checkpoint's output skip (cond_skip {}, cond_prior_std {})",
-                spec_.name, arch->cond_skip, arch->cond_prior_std);
-    spec_.net.cond_skip = arch->cond_skip;
-    spec_.net.cond_prior_std = arch->cond_prior_std;
+  if (!SameOutputSkip(*arch, spec_.net)) {
+    VF_LOG_INFO(
+        "stage {}: keeping the checkpoint's output skip (cond_skip {}, cond_prior_std {}, "
+        "cond_prior_blend {})",
+        spec_.name, arch->cond_skip, arch->cond_prior_std, arch->cond_prior_blend);
+    CopyOutputSkip(*arch, &spec_.net);
   }
 }
 

@@ -77,6 +77,23 @@ TEST(TemporalUpsample, ParseRepeatBlankAndSubsample) {
   EXPECT_TRUE(torch::equal(SubsampleFrames(t6, 4).reshape({-1}), torch::tensor({0.f, 4.f})));
 }
 
+TEST(TemporalUpsample, BlendInterpolatesBetweenOriginalsAndHoldsTheLast) {
+  EXPECT_EQ(*ParseTemporalUpsample("blend"), TemporalUpsample::kBlend);
+  EXPECT_STREQ(TemporalUpsampleName(TemporalUpsample::kBlend), "blend");
+  // [C=2, T=3, H=1, W=1]: channel 0 holds 0, 4, 8; channel 1 holds 1, 1, 9.
+  const auto x = torch::tensor({0.f, 4.f, 8.f, 1.f, 1.f, 9.f}).reshape({2, 3, 1, 1});
+  const auto b2 = UpsampleFrames(x, 2, TemporalUpsample::kBlend);
+  EXPECT_EQ(b2.sizes(), torch::IntArrayRef({2, 6, 1, 1}));
+  EXPECT_TRUE(torch::equal(b2[0].reshape({-1}), torch::tensor({0.f, 2.f, 4.f, 6.f, 8.f, 8.f})));
+  EXPECT_TRUE(torch::equal(b2[1].reshape({-1}), torch::tensor({1.f, 1.f, 1.f, 5.f, 9.f, 9.f})));
+  // Factor 4 on [B, C, T, H, W]: quarter steps; originals land on every 4th frame.
+  const auto b4 = UpsampleFrames(x.unsqueeze(0), 4, TemporalUpsample::kBlend);
+  EXPECT_EQ(b4.sizes(), torch::IntArrayRef({1, 2, 12, 1, 1}));
+  EXPECT_TRUE(torch::allclose(b4[0][0].reshape({-1}),
+                              torch::tensor({0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 8.f, 8.f, 8.f})));
+  EXPECT_TRUE(torch::equal(SubsampleFrames(b4, 4), x.unsqueeze(0)));
+}
+
 TEST(NoiseAugment, EndpointsAndPerSampleLevel) {
   torch::manual_seed(8);
   const auto x = torch::rand({3, 3, 2, 4, 4}) * 2 - 1;

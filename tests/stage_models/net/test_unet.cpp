@@ -88,7 +88,7 @@ TEST(UNet, CheckInputsRejectsBadShapes) {
 void CheckImageMask(const UNetConfig& c, int64_t h, int64_t w) {
   torch::NoGradGuard ng;
   auto net = MakeNet(c);
-  const int64_t t = 5, j = 2;
+  const int64_t t = 6, j = 2;  // a multiple of the TSR stages' cond_prior_blend
   auto in = MakeInputs(c, 2, t, h, w, 3);
   in.image_mask = torch::tensor({true, false});
   auto y0 = net->forward(in);
@@ -262,7 +262,8 @@ TEST(UNet, CondPriorZeroNetworkIsTheLinearGuess) {
   torch::NoGradGuard ng;
   auto c = TinyStage(2).net;
   ASSERT_FALSE(c.cond_skip);
-  ASSERT_EQ(c.cond_prior_std, 0.1);  // every SR stage of the presets
+  ASSERT_EQ(c.cond_prior_std, 0.1);  // every SSR stage of the presets
+  ASSERT_EQ(c.cond_prior_blend, 0);
   ASSERT_TRUE(c.Validate().ok());
   auto net = MakeNet(c);
   for (auto& p : net->named_parameters()) {
@@ -296,6 +297,45 @@ TEST(UNet, CondPriorZeroNetworkIsTheLinearGuess) {
   EXPECT_TRUE(bad.Validate().IsInvalidArgument());
   EXPECT_EQ(UNetConfig::FromJson(c.ToJson())->cond_prior_std, 0.1);
   EXPECT_FALSE(TinyStage(0).net.ToJson().contains("cond_prior_std"));  // off: older JSON unchanged
+}
+
+// TSR stages blend the guess's conditioning between the original frames (every 2nd frame here):
+// with a zero last convolution, x̂ at pure noise is that blend, not the conditioning as given;
+// an image-masked sample keeps its frames as they are.
+TEST(UNet, CondPriorBlendGuessesNewFramesBetweenOriginals) {
+  torch::NoGradGuard ng;
+  auto c = TinyStage(1).net;
+  ASSERT_EQ(c.cond_prior_blend, 2);  // tsr1: ×2 in time
+  ASSERT_EQ(c.cond_prior_std, 0.02);
+  auto net = MakeNet(c);
+  for (auto& p : net->named_parameters()) {
+    if (p.key().rfind("conv_out.", 0) == 0) p.value().zero_();
+  }
+  auto in = MakeInputs(c, 2, 6, TinyStage(1).height, TinyStage(1).width, 5);
+  in.logsnr = torch::full({2}, -20.0);
+  in.aug_logsnr = torch::full({2}, 20.0);  // conditioning noise-free: x̂ = c / α_a ≈ c
+  in.image_mask = torch::tensor({false, true});
+  const auto v = net->forward(in).to(torch::kFloat64);
+  const double a = std::sqrt(1 / (1 + std::exp(20.0))), sg = std::sqrt(1 / (1 + std::exp(-20.0)));
+  const auto got_x = a * in.z.to(torch::kFloat64) - sg * v;
+  const auto cond = in.cond_video.to(torch::kFloat64);
+  auto frame = [&](int64_t b, int64_t t) { return cond[b].select(1, t); };
+  for (int64_t t = 0; t < 6; ++t) {
+    // Frames 0, 2, 4 are originals; 1 and 3 the mean of their neighbours; 5 holds frame 4.
+    const auto want = t % 2 == 0 ? frame(0, t) : (t == 5 ? frame(0, 4) : (frame(0, t - 1) + frame(0, t + 1)) / 2);
+    EXPECT_LT((got_x[0].select(1, t) - want).abs().max().item<double>(), 1e-3) << "frame " << t;
+    EXPECT_LT((got_x[1].select(1, t) - frame(1, t)).abs().max().item<double>(), 1e-3)
+        << "image-masked frame " << t;
+  }
+  // A frame count that is not a multiple of the blend factor is refused before the forward.
+  auto odd = MakeInputs(c, 1, 5, TinyStage(1).height, TinyStage(1).width);
+  EXPECT_TRUE(net->CheckInputs(odd).IsInvalidArgument());
+  // The config needs cond_prior_std for it; JSON round trip; SSR and base JSON unchanged.
+  auto bad = c;
+  bad.cond_prior_std = 0;
+  EXPECT_TRUE(bad.Validate().IsInvalidArgument());
+  EXPECT_EQ(UNetConfig::FromJson(c.ToJson())->cond_prior_blend, 2);
+  EXPECT_FALSE(TinyStage(2).net.ToJson().contains("cond_prior_blend"));
 }
 
 TEST(UNet, ConfigJsonRoundTripAndValidation) {

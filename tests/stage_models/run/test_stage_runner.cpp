@@ -129,12 +129,14 @@ TEST_F(StageRunnerTest, RejectsWrongInputShape) {
 }
 
 // PredictClean (eval's denoising curve): one x̂ from z = α·x + σ·ε. With the output convolution
-// zeroed, a cond_prior_std stage at λ = −4 returns its conditioning (z carries almost nothing);
-// the call is deterministic and rejects clean videos of the wrong shape.
+// zeroed, a cond_prior_std stage at λ = −4 returns its conditioning (z carries almost nothing),
+// for this TSR stage blended between the input frames (cond_prior_blend); the call is
+// deterministic and rejects clean videos of the wrong shape.
 TEST_F(StageRunnerTest, PredictCleanAtHighNoiseReturnsTheConditioning) {
   auto runner = MakeRunner(1);
   const StageSpec& spec = runner->spec();
   ASSERT_GT(spec.net.cond_prior_std, 0);
+  ASSERT_EQ(spec.net.cond_prior_blend, spec.temporal_factor);
   torch::NoGradGuard no_grad;
   for (const auto& p : runner->package().net->named_parameters()) {
     if (p.key().rfind("conv_out.", 0) == 0) p.value().zero_();
@@ -149,7 +151,7 @@ TEST_F(StageRunnerTest, PredictCleanAtHighNoiseReturnsTheConditioning) {
     auto v = TensorToVideo(in, spec.in_fps());
     ASSERT_TRUE(v.ok());
     req.inputs.push_back(*v);
-    cleans.push_back(UpsampleFrames(in.unsqueeze(0), spec.temporal_factor, TemporalUpsample::kRepeat)[0]);
+    cleans.push_back(UpsampleFrames(in, spec.temporal_factor, TemporalUpsample::kBlend));
   }
   const torch::Tensor clean = torch::stack(cleans);
   auto levels = runner->PredictClean(req, s, clean, {-4.0, 4.0});

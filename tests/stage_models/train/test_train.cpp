@@ -124,7 +124,8 @@ TEST_F(TrainTest, RefusesToOverwriteOrMismatchACheckpoint) {
 
 // The SR output parameterization goes with the checkpoint: a run started with the older offset
 // (--cond-prior-std 0 = cond_skip) resumes with it by default, its package says so, and asking
-// for another output on resume is refused. Fresh runs take the preset's (cond_prior_std 0.1).
+// for another output on resume is refused. Fresh runs take the preset's (a TSR stage: cond_prior_std
+// 0.02 around frames blended in time).
 TEST_F(TrainTest, ResumeKeepsTheCheckpointsSrOutput) {
   testing::TempDir dir;
   auto arch = [](const std::string& pkg) {
@@ -140,7 +141,7 @@ TEST_F(TrainTest, ResumeKeepsTheCheckpointsSrOutput) {
   TrainOptions more = o;
   more.resume = true;
   more.steps = 2;
-  more.cond_prior_std = -1;  // the preset now says 0.1; the checkpoint wins
+  more.cond_prior_std = -1;  // the preset now says 0.02 with a blend; the checkpoint wins
   auto r = Train(more);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_EQ(arch(o.out).at("cond_skip"), true);
@@ -154,7 +155,8 @@ TEST_F(TrainTest, ResumeKeepsTheCheckpointsSrOutput) {
   fresh.steps = 1;
   ASSERT_TRUE(Train(fresh).ok());
   EXPECT_EQ(arch(fresh.out).at("cond_skip"), false);
-  EXPECT_EQ(arch(fresh.out).at("cond_prior_std"), 0.1);
+  EXPECT_EQ(arch(fresh.out).at("cond_prior_std"), 0.02);
+  EXPECT_EQ(arch(fresh.out).at("cond_prior_blend"), 2);
 }
 
 TEST_F(TrainTest, EverySrKindTrainsAStep) {

@@ -16,10 +16,11 @@ namespace vidfarm::models {
 // align_corners=false. Keeps x's rank; floating dtypes only.
 torch::Tensor ResizeVideo(const torch::Tensor& x, int64_t height, int64_t width);
 
-// Repeat each frame, or insert blank (zero) frames after each original (original i lands on
-// frame i·factor).
-enum class TemporalUpsample { kRepeat, kBlank };
-Result<TemporalUpsample> ParseTemporalUpsample(const std::string& name);  // "repeat"|"blank"
+// Repeat each frame, insert blank (zero) frames after each original, or blend linearly between
+// consecutive originals (frame i·factor + j = (1 − j/factor)·x_i + (j/factor)·x_{i+1}, the last
+// original held). Original i lands on frame i·factor in every mode.
+enum class TemporalUpsample { kRepeat, kBlank, kBlend };
+Result<TemporalUpsample> ParseTemporalUpsample(const std::string& name);  // repeat|blank|blend
 const char* TemporalUpsampleName(TemporalUpsample mode);
 // Along T (dim −3 of [.., T, H, W]); output has T·factor frames.
 torch::Tensor UpsampleFrames(const torch::Tensor& x, int factor, TemporalUpsample mode);

@@ -43,7 +43,7 @@ struct StageSpec {
   int64_t frames = 0, height = 0, width = 0;  // output
   double fps = 0;
   int temporal_factor = 1, spatial_factor = 1;
-  std::string temporal_upsample = "repeat";  // TSR: "repeat" frames or "blank" frames
+  std::string temporal_upsample = "repeat";  // TSR: "repeat", "blank" or "blend" frames
   bool spatial_attention = false;
   bool oscillating_cfg = false;
   bool trained_on_crops = false;

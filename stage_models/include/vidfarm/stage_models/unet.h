@@ -59,6 +59,12 @@ struct UNetConfig {
   // only at high noise like cond_skip; `vidfarm eval`'s denoising curve showed the cond_skip
   // networks below the plain upsampling at every λ < 2. v-prediction only; replaces cond_skip.
   double cond_prior_std = 0.0;
+  // TSR only, with cond_prior_std: the guess's conditioning c is blended linearly between the
+  // original frames (every cond_prior_blend-th frame of the conditioning video, which the network
+  // itself still sees repeated) instead of taken as repeated. `vidfarm eval --fidelity-only` on
+  // tsr5's new frames: linear blending 46.0 dB, repetition 38.9 dB. 0 = off (older packages);
+  // image-masked samples keep c as it is (their frames are unrelated images).
+  int64_t cond_prior_blend = 0;
 
   int levels() const { return static_cast<int>(mults.size()); }
   int res_blocks(int level) const;
@@ -124,6 +130,11 @@ TORCH_MODULE(VideoUNet);
 Result<VideoUNet> MakeVideoUNet(const UNetConfig& config, torch::Device device = torch::kCPU);
 
 int64_t CountParameters(const torch::nn::Module& m);
+
+// The SR output parameterization (cond_skip, cond_prior_std, cond_prior_blend) goes with the
+// weights, like the prediction: a package or checkpoint keeps its own whatever the preset says now.
+void CopyOutputSkip(const UNetConfig& from, UNetConfig* to);
+bool SameOutputSkip(const UNetConfig& a, const UNetConfig& b);
 
 // Deterministic, thread-safe initialisation from a seed, identical in every process and platform:
 // each parameter gets its own splitmix64 stream keyed by (seed, parameter name). Weights (>= 2-D):

@@ -1,0 +1,23 @@
+// How many threads LibTorch's compute uses, in one place for the CLI, the workers and the trainer.
+//
+// Debian's LibTorch runs matrix products through OpenBLAS (libopenblas0-pthread), which keeps its
+// own pool of busy-waiting threads next to LibTorch's OpenMP team. On a 2-core machine the two
+// pools fight: `perf record` of a tiny render put about 37 % of its samples in libgomp's spin loop
+// and 25 % in the kernel's sched_yield. SetComputeThreads sets LibTorch's thread count and pins
+// the BLAS library (OpenBLAS or BLIS, whichever the process has loaded) to one thread, so only
+// LibTorch's team parallelises. The BLAS controls are found with dlsym: a build against any other
+// BLAS (MKL in a CUDA LibTorch, say) links and runs unchanged.
+#pragma once
+
+namespace vidfarm::models {
+
+// threads <= 0: every core the process may use. Returns the count applied. Call it on each thread
+// that runs LibTorch compute (OpenMP's team size is per thread).
+int SetComputeThreads(int threads);
+
+// The BLAS library's own thread count, or -1 where no known BLAS control is loaded (tests).
+int BlasThreads();
+// Sets the BLAS library's thread count where a known control is loaded; false otherwise (tests).
+bool SetBlasThreads(int threads);
+
+}  // namespace vidfarm::models
