@@ -259,6 +259,7 @@ class Coordinator::Impl {
   };
   std::vector<Outgoing> outbox_;
   uint64_t commits_ = 0, syncs_ = 0;
+  int64_t commit_us_ = 0, sync_us_ = 0;  // time the loop spent in store writes and WAL syncs
 
   // Blob LRU for chunked downloads.
   std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru_;
@@ -458,7 +459,9 @@ Status Coordinator::Impl::Replay() {
 
 Status Coordinator::Impl::Apply(Txn& t) {
   const bool empty = t.w.empty();
+  const int64_t t0 = Now();
   Status st = store_->Commit(std::move(t.w), /*sync=*/!opts_.group_commit);
+  commit_us_ += Now() - t0;
   if (!st.ok()) {
     VF_LOG_ERROR("coordinator: commit failed: {}", st.ToString());
     return st;
@@ -919,7 +922,9 @@ void Coordinator::Impl::Run() {
 // Group commit: one WAL sync makes every commit since the last one durable. On failure the flag
 // stays set and the held messages stay held; the next round tries again.
 bool Coordinator::Impl::SyncStore() {
+  const int64_t t0 = Now();
   Status st = store_->Sync();
+  sync_us_ += Now() - t0;
   if (!st.ok()) {
     VF_LOG_ERROR("coordinator: syncing the store failed: {}", st.ToString());
     return false;
@@ -1885,7 +1890,11 @@ void Coordinator::Impl::OnStatus(const std::string& id, const std::string& rid,
          {"preset", opts_.preset},
          {"disk", disk},
          {"store",
-          {{"commits", commits_}, {"syncs", syncs_}, {"group_commit", opts_.group_commit}}}});
+          {{"commits", commits_},
+           {"syncs", syncs_},
+           {"group_commit", opts_.group_commit},
+           {"commit_s", static_cast<double>(commit_us_) / 1e6},
+           {"sync_s", static_cast<double>(sync_us_) / 1e6}}}});
 }
 
 void Coordinator::Impl::OnList(const std::string& id, const std::string& rid,

@@ -71,7 +71,7 @@ StageSpec FromRow(int index, const CascadeStageShape& r, int64_t channels, int64
   // 18.2 dB after 500 and 24.9 dB after 1500. Packages and checkpoints keep their own.
   // TSR stages: the guess blends the original frames linearly (UNetConfig::cond_prior_blend) and
   // its std is 0.02, about the blend's own error (0.01-0.02 RMS on tiny tsr4/tsr5 inputs); SSR
-  // stages keep 0.1 around the bilinear upsampling. On tiny tsr5 (held-out 4 examples), std 0.1
+  // stages 0.1 around the bilinear upsampling (tiny: per stage, below). On tiny tsr5 (held-out 4 examples), std 0.1
   // made the one-step x̂ fall from 45.0 dB at log-SNR -4 to 38.8 dB at 4, where the guess leans on
   // z; at 0.02 it reached 44.9 dB after 1500 steps from scratch against repetition's 38.5.
   s.net.cond_skip = false;
@@ -173,6 +173,14 @@ CascadePreset Tiny() {
   st[6].trained_on_crops = true;
   st[6].crop_h = 32;
   st[6].crop_w = 32;
+  // SSR guesses: std about the RMS error of bilinear upsampling on this world (from the naive
+  // PSNR of `vidfarm eval --fidelity-only --fidelity-examples 4`, peak-to-peak 2: ssr2 30.6 dB
+  // -> 0.059, ssr3 32.7 dB -> 0.046, ssr6 36.6 dB -> 0.030), as the TSR stages' 0.02 matches
+  // their blend's. A/B on ssr2 (same seed, data and steps; held-out PSNR after 500 steps):
+  // 28.4 dB at std 0.06 against 27.2 dB at 0.1 (bilinear 29.2).
+  st[2].net.cond_prior_std = 0.06;
+  st[3].net.cond_prior_std = 0.05;
+  st[6].net.cond_prior_std = 0.03;
   // Steps: base 32, SR 12 (8 for the two biggest). Sampler and guidance: below. Augmentation at
   // sampling: log-SNR 10 (noise σ 0.007), far lighter than the paper's SNR 5/3. With the
   // cond_prior_std output the conditioning's noise passes into x̂ unless the network removes it:

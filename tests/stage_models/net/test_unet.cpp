@@ -262,7 +262,7 @@ TEST(UNet, CondPriorZeroNetworkIsTheLinearGuess) {
   torch::NoGradGuard ng;
   auto c = TinyStage(2).net;
   ASSERT_FALSE(c.cond_skip);
-  ASSERT_EQ(c.cond_prior_std, 0.1);  // every SSR stage of the presets
+  ASSERT_EQ(c.cond_prior_std, 0.06);  // tiny ssr2: about bilinear upsampling's RMS error
   ASSERT_EQ(c.cond_prior_blend, 0);
   ASSERT_TRUE(c.Validate().ok());
   auto net = MakeNet(c);
@@ -277,7 +277,7 @@ TEST(UNet, CondPriorZeroNetworkIsTheLinearGuess) {
       const auto v = net->forward(in).to(torch::kFloat64);
       const double a = std::sqrt(1 / (1 + std::exp(-l))), sg = std::sqrt(1 / (1 + std::exp(l)));
       const double aa = std::sqrt(1 / (1 + std::exp(-la)));
-      const double s2 = 0.01 + std::exp(-la), u = std::exp(-l);
+      const double s2 = 0.06 * 0.06 + std::exp(-la), u = std::exp(-l);
       const auto z = in.z.to(torch::kFloat64), cond = in.cond_video.to(torch::kFloat64);
       const auto want_x = (s2 * z / a + u * cond / aa) / (s2 + u);
       const auto got_x = a * z - sg * v;
@@ -295,7 +295,8 @@ TEST(UNet, CondPriorZeroNetworkIsTheLinearGuess) {
   bad = c;
   bad.cond_prior_std = 2;
   EXPECT_TRUE(bad.Validate().IsInvalidArgument());
-  EXPECT_EQ(UNetConfig::FromJson(c.ToJson())->cond_prior_std, 0.1);
+  EXPECT_EQ(UNetConfig::FromJson(c.ToJson())->cond_prior_std, 0.06);
+  EXPECT_EQ(GetPreset("paper")->stages.at(2).net.cond_prior_std, 0.1);
   EXPECT_FALSE(TinyStage(0).net.ToJson().contains("cond_prior_std"));  // off: older JSON unchanged
 }
 
