@@ -22,6 +22,7 @@
 #include "vidfarm/common/wire.h"
 #include "vidfarm/coordinator/client.h"
 #include "vidfarm/coordinator/coordinator.h"
+#include "vidfarm/coordinator/http.h"
 
 namespace vidfarm::cli {
 namespace {
@@ -124,12 +125,19 @@ int RunCoordinator(const std::vector<std::string>& args) {
   int64_t heartbeat_ms = o.heartbeat_ms, misses = o.heartbeat_misses, attempts = o.max_attempts;
   int64_t quarantine = o.quarantine_after;
   double aging = o.aging_seconds;
+  std::string http_listen;
   FlagSet flags(
-      "vidfarm coordinator --db DIR [--listen tcp://HOST:PORT] [--api tcp://HOST:PORT]",
+      "vidfarm coordinator --db DIR [--listen tcp://HOST:PORT] [--api tcp://HOST:PORT] "
+      "[--http HOST:PORT]",
       "Runs the farm's coordinator: owns the RocksDB database, takes jobs from clients on\n"
       "--api, leases stage tasks to workers on --listen, and keeps every intermediate\n"
       "video in the database. Restarted on an existing --db it resumes every unfinished\n"
-      "job. Stops cleanly on SIGINT/SIGTERM.");
+      "job. Stops cleanly on SIGINT/SIGTERM.\n"
+      "\n"
+      "With --http, also serves a dashboard at http://HOST:PORT/ and a JSON API beside it:\n"
+      "GET /api/status, /api/jobs[?state=S&limit=N], /api/jobs/JOB, /api/jobs/JOB/video,\n"
+      "/api/workers, /metrics (Prometheus); POST /api/jobs (a job spec, an array of them,\n"
+      "or {\"jobs\": [...]}) and POST /api/jobs/JOB/cancel|pause|resume|retry.");
   flags.String("db", 0, &o.db_path, "database directory (created if missing)");
   flags.String("listen", 'l', &o.worker_endpoint, "endpoint for workers (port 0 picks one)");
   flags.String("api", 0, &o.api_endpoint, "endpoint for clients");
@@ -141,6 +149,7 @@ int RunCoordinator(const std::vector<std::string>& args) {
             "consecutive failures before a worker is quarantined");
   flags.Double("aging-seconds", 0, &aging,
                "anti-starvation: +1 priority per this many seconds waited");
+  flags.String("http", 0, &http_listen, "HOST:PORT for the dashboard and HTTP API (off if empty)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "coordinator", &positional, 0, 0); rc >= 0) return rc;
   if (o.db_path.empty()) return Fail("coordinator", "--db DIR is required", 2);
@@ -154,12 +163,26 @@ int RunCoordinator(const std::vector<std::string>& args) {
   auto coord = coordinator::Coordinator::Start(o, &ctx);
   if (!coord.ok()) return Fail("coordinator", coord.status().ToString());
   // One line a script can read the bound endpoints from (port 0 resolves here).
-  std::printf("coordinator listening workers=%s api=%s db=%s preset=%s\n",
+  std::unique_ptr<coordinator::HttpGateway> gateway;
+  if (!http_listen.empty()) {
+    coordinator::HttpOptions ho;
+    ho.listen = http_listen;
+    ho.api_endpoint = (*coord)->api_endpoint();
+    auto g = coordinator::HttpGateway::Start(ho, &ctx);
+    if (!g.ok()) {
+      (*coord)->Stop();
+      return Fail("coordinator", g.status().ToString(), 2);
+    }
+    gateway = std::move(*g);
+  }
+  std::printf("coordinator listening workers=%s api=%s db=%s preset=%s%s\n",
               (*coord)->worker_endpoint().c_str(), (*coord)->api_endpoint().c_str(),
-              o.db_path.c_str(), o.preset.c_str());
+              o.db_path.c_str(), o.preset.c_str(),
+              gateway ? (" http=" + gateway->url()).c_str() : "");
   std::fflush(stdout);
   int sig = signals.Wait();
   VF_LOG_INFO("coordinator: signal {}, stopping", sig);
+  if (gateway) gateway->Stop();
   (*coord)->Stop();
   return 0;
 }

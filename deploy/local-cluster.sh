@@ -2,9 +2,10 @@
 # Starts a vidfarm coordinator and one worker per cascade stage on 127.0.0.1, to try the cluster
 # on one machine. Ctrl-C (or SIGTERM) stops them all.
 #
-#   deploy/local-cluster.sh                    # database in ./vidfarm-cluster/db, ports 5555/5556
+#   deploy/local-cluster.sh                    # database in ./vidfarm-cluster/db, ports 5555/5556,
+#                                              # dashboard on http://127.0.0.1:8080/
 #   VIDFARM_MODELS=models/tiny deploy/local-cluster.sh
-#   PORT_WORKERS=6000 PORT_API=6001 DIR=/tmp/farm deploy/local-cluster.sh
+#   PORT_WORKERS=6000 PORT_API=6001 PORT_HTTP=6002 DIR=/tmp/farm deploy/local-cluster.sh
 # then, in another shell:
 #   export VIDFARM_COORDINATOR=tcp://127.0.0.1:5556
 #   build/vidfarm submit "a red circle moving right"; build/vidfarm watch JOB; build/vidfarm fetch JOB -o out.mp4
@@ -15,6 +16,7 @@ bin="${VIDFARM_BIN:-$root/build/vidfarm}"
 dir="${DIR:-$PWD/vidfarm-cluster}"
 port_workers="${PORT_WORKERS:-5555}"
 port_api="${PORT_API:-5556}"
+port_http="${PORT_HTTP:-8080}"
 preset="${PRESET:-tiny}"
 models="${VIDFARM_MODELS:-$root/models/$preset}"
 stages="${STAGES:-7}"
@@ -34,7 +36,7 @@ trap cleanup INT TERM EXIT
 
 "$bin" coordinator --db "$dir/db" --preset "$preset" \
   --listen "tcp://127.0.0.1:$port_workers" --api "tcp://127.0.0.1:$port_api" \
-  >"$dir/logs/coordinator.log" 2>&1 &
+  --http "127.0.0.1:$port_http" >"$dir/logs/coordinator.log" 2>&1 &
 pids+=($!)
 sleep 1
 kill -0 "${pids[0]}" 2>/dev/null || { cat "$dir/logs/coordinator.log" >&2; exit 1; }
@@ -50,6 +52,7 @@ for ((k = 0; k < stages; k++)); do
 done
 
 echo "local-cluster: coordinator + $stages workers running (logs in $dir/logs)"
+echo "  dashboard: http://127.0.0.1:$port_http/"
 echo "  export VIDFARM_COORDINATOR=tcp://127.0.0.1:$port_api"
 echo "  $bin submit \"a red circle moving right\""
 wait -n "${pids[@]}" || true

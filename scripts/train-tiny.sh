@@ -19,8 +19,9 @@ device="${VIDFARM_DEVICE:-cpu}"
 # name  stage  steps  batch  lr     extra flags
 # SR stages: lr 1e-3 (an A/B at 400 steps of ssr2: 18.8 dB held-out PSNR against 15.9 dB at 3e-4)
 # and conditioning augmentation t <= 0.15 (log-SNR >= 2.9; the tiny preset samples at 10, see
-# stage_models/src/net/preset.cpp). SR stages train with the cond_prior_std output (the preset's);
-# a checkpoint made before it keeps its cond_skip output when resumed.
+# stage_models/src/net/preset.cpp). SR stages train with the preset's cond_prior_std output (TSR:
+# a guess blended between the original frames, std 0.02; SSR: bilinear, std near its RMS error);
+# a checkpoint keeps its own output when resumed (the committed ssr3 run: std 0.1).
 plan=(
   "base   0  20000  16  3e-4  --image-fraction 0.2"
   "tsr1   1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
