@@ -26,7 +26,7 @@ plan=(
   "base   0  20000  16  3e-4  --image-fraction 0.2"
   "tsr1   1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
   "ssr2   2  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500"
-  "ssr3   3  6000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500"
+  "ssr3   3  10000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500"
   "tsr4   4  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "tsr5   5  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "ssr6   6  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500"
