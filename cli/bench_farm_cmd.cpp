@@ -698,11 +698,13 @@ int RunBenchPipeline(const std::vector<std::string>& args) {
       "fill/drain of the other stages\n",
       bound, slowest, static_cast<long long>((*ms)[slowest]), static_cast<long long>(jobs),
       static_cast<long long>((*pools)[slowest]), static_cast<long long>(total_ms - (*ms)[slowest]));
-  std::printf("ideal        %.3f s: the coordinator's policy (FIFO per stage; every job alike) with\n"
-              "             zero overhead, %.3f x bound\n",
-              ideal, ideal / bound);
-  std::printf("makespan     %.3f s to the last stage stored: %.3f x bound (%+.1f %%), %.3f x ideal\n",
-              m_stages, m_stages / bound, (m_stages / bound - 1) * 100, m_stages / ideal);
+  std::printf(
+      "ideal        %.3f s: the coordinator's policy (FIFO per stage; every job alike) with\n"
+      "             zero overhead, %.3f x bound\n",
+      ideal, ideal / bound);
+  std::printf(
+      "makespan     %.3f s to the last stage stored: %.3f x bound (%+.1f %%), %.3f x ideal\n",
+      m_stages, m_stages / bound, (m_stages / bound - 1) * 100, m_stages / ideal);
   std::printf("             %.3f s to the last job done (final MP4 encodes): %.3f x bound\n",
               m_done, m_done / bound);
   // Where the coordinator's one thread spent the run: every byte of every intermediate video is
@@ -711,10 +713,11 @@ int RunBenchPipeline(const std::vector<std::string>& args) {
   if (s.ok() && (*s)["store"].is_object()) {
     const auto& st = (*s)["store"];
     const double cs = st.value("commit_s", 0.0), ys = st.value("sync_s", 0.0);
-    std::printf("coordinator  %.3f s in store writes and %.3f s in %llu WAL syncs: %.0f %% of the "
-                "makespan\n",
-                cs, ys, static_cast<unsigned long long>(st.value("syncs", uint64_t{0})),
-                (cs + ys) / m_done * 100);
+    std::printf(
+        "coordinator  %.3f s in store writes and %.3f s in %llu WAL syncs: %.0f %% of the "
+        "makespan\n",
+        cs, ys, static_cast<unsigned long long>(st.value("syncs", uint64_t{0})),
+        (cs + ys) / m_done * 100);
   }
   finish();
   return 0;

@@ -68,7 +68,8 @@ Answer FromStatus(const Status& st) {
 }
 
 // "/a/b?x=1&y=2" → path "/a/b", query {x: 1, y: 2} (no percent-decoding: ids and states are plain).
-void SplitTarget(std::string_view target, std::string* path, std::map<std::string, std::string>* q) {
+void SplitTarget(std::string_view target, std::string* path,
+                 std::map<std::string, std::string>* q) {
   const size_t qm = target.find('?');
   *path = std::string(target.substr(0, qm));
   if (qm == std::string_view::npos) return;
@@ -105,7 +106,8 @@ std::vector<std::string> PathParts(const std::string& path) {
 std::string VideoContentType(const std::string& bytes) {
   if (bytes.size() >= 8 && bytes.compare(4, 4, "ftyp") == 0) return "video/mp4";
   if (bytes.size() >= 4 && static_cast<unsigned char>(bytes[0]) == 0x1A &&
-      static_cast<unsigned char>(bytes[1]) == 0x45 && static_cast<unsigned char>(bytes[2]) == 0xDF &&
+      static_cast<unsigned char>(bytes[1]) == 0x45 &&
+      static_cast<unsigned char>(bytes[2]) == 0xDF &&
       static_cast<unsigned char>(bytes[3]) == 0xA3) {
     return "video/webm";
   }
@@ -141,8 +143,8 @@ std::string Metrics(const json& s) {
   family("vidfarm_store_syncs_total", "counter", "WAL syncs (group commit).");
   out += fmt::format("vidfarm_store_syncs_total {}\n", store.value("syncs", uint64_t{0}));
   family("vidfarm_store_seconds_total", "counter", "Coordinator time in store writes and syncs.");
-  out += fmt::format("vidfarm_store_seconds_total{{op=\"write\"}} {}\n",
-                     store.value("commit_s", 0.0));
+  out +=
+      fmt::format("vidfarm_store_seconds_total{{op=\"write\"}} {}\n", store.value("commit_s", 0.0));
   out += fmt::format("vidfarm_store_seconds_total{{op=\"sync\"}} {}\n", store.value("sync_s", 0.0));
   const json disk = s.value("disk", json());
   if (disk.is_object()) {
@@ -179,15 +181,18 @@ class HttpGateway::Impl {
     }
     beast::error_code ec;
     const auto addr = asio::ip::make_address(host == "localhost" ? "127.0.0.1" : host, ec);
-    if (ec) return Status::InvalidArgument(fmt::format("http: bad host '{}': {}", host, ec.message()));
+    if (ec)
+      return Status::InvalidArgument(fmt::format("http: bad host '{}': {}", host, ec.message()));
     const tcp::endpoint ep(addr, static_cast<unsigned short>(port));
     acceptor_.open(ep.protocol(), ec);
     if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
     if (!ec) acceptor_.bind(ep, ec);
     if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
-    if (!ec) acceptor_.non_blocking(true, ec);  // the loop polls, so Stop() needs no cross-thread close
+    if (!ec)
+      acceptor_.non_blocking(true, ec);  // the loop polls, so Stop() needs no cross-thread close
     if (ec) {
-      return Status::IOError(fmt::format("http: cannot listen on {}: {}", opts_.listen, ec.message()));
+      return Status::IOError(
+          fmt::format("http: cannot listen on {}: {}", opts_.listen, ec.message()));
     }
     host_ = addr.to_string();
     port_ = acceptor_.local_endpoint().port();
@@ -272,7 +277,9 @@ class HttpGateway::Impl {
     const auto parts = PathParts(path);
     const bool get = req.method() == http::verb::get || req.method() == http::verb::head;
     const bool post = req.method() == http::verb::post;
-    auto not_allowed = [] { return ErrorAnswer(http::status::method_not_allowed, "method not allowed"); };
+    auto not_allowed = [] {
+      return ErrorAnswer(http::status::method_not_allowed, "method not allowed");
+    };
 
     if (parts.empty()) {
       if (!get) return not_allowed();
@@ -284,7 +291,8 @@ class HttpGateway::Impl {
       if (!r.ok()) return FromStatus(r.status());
       return {http::status::ok, "text/plain; version=0.0.4", Metrics(*r)};
     }
-    if (parts[0] != "api" || parts.size() < 2) return ErrorAnswer(http::status::not_found, "no such page: " + path);
+    if (parts[0] != "api" || parts.size() < 2)
+      return ErrorAnswer(http::status::not_found, "no such page: " + path);
     const std::string& what = parts[1];
     if (what == "status" && parts.size() == 2) {
       if (!get) return not_allowed();
@@ -298,7 +306,8 @@ class HttpGateway::Impl {
       if (post) return Submit(req.body());
       if (!get) return not_allowed();
       json h = json::object();
-      if (auto it = query.find("state"); it != query.end() && !it->second.empty()) h["state"] = it->second;
+      if (auto it = query.find("state"); it != query.end() && !it->second.empty())
+        h["state"] = it->second;
       if (auto it = query.find("limit"); it != query.end()) {
         try {
           h["limit"] = std::stoll(it->second);
@@ -323,7 +332,8 @@ class HttpGateway::Impl {
           {"resume", wire::Command::kResume},
           {"retry", wire::Command::kRetry}};
       auto c = kControls.find(parts[3]);
-      if (c == kControls.end()) return ErrorAnswer(http::status::not_found, "no such page: " + path);
+      if (c == kControls.end())
+        return ErrorAnswer(http::status::not_found, "no such page: " + path);
       if (!post) return not_allowed();
       return Call(c->second, {{"job", parts[2]}});
     }
@@ -384,7 +394,8 @@ Result<std::unique_ptr<HttpGateway>> HttpGateway::Start(const HttpOptions& optio
   auto impl = std::make_unique<Impl>(options, ctx);
   try {
     VF_RETURN_NOT_OK(impl->Bind());
-    VF_ASSIGN_OR_RETURN(impl->client_, Client::Connect(options.api_endpoint, ctx, options.timeout_ms));
+    VF_ASSIGN_OR_RETURN(impl->client_,
+                        Client::Connect(options.api_endpoint, ctx, options.timeout_ms));
   } catch (const std::exception& e) {
     return Status::IOError(fmt::format("http: cannot listen on {}: {}", options.listen, e.what()));
   }

@@ -62,7 +62,8 @@ HttpReply Get(int port, const std::string& target) {
 }
 
 HttpReply Post(int port, const std::string& target, const std::string& body) {
-  return Http(port, "POST " + target + " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
+  return Http(port, "POST " + target +
+                        " HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n" +
                         "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
 }
 
@@ -178,8 +179,9 @@ TEST_F(HttpTest, BadRequestsGetErrorsAndTheGatewayStaysUp) {
   EXPECT_EQ(Get(port, "/api/jobs?limit=many").status, 400);
   EXPECT_EQ(Get(port, "/api/jobs?state=sleeping").status, 400);
   // A body over the limit is refused from its Content-Length, before it is read.
-  EXPECT_EQ(Http(port, "POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 102400\r\n\r\n").status,
-            413);
+  EXPECT_EQ(
+      Http(port, "POST /api/jobs HTTP/1.1\r\nHost: x\r\nContent-Length: 102400\r\n\r\n").status,
+      413);
   EXPECT_EQ(Http(port, "this is not http\r\n\r\n").status, 400);
   // Nothing was queued by any of it, and the next good request is answered.
   auto st = Get(port, "/api/status");

@@ -129,8 +129,10 @@ Status UNetConfig::Validate() const {
     return bad("cond_prior_std needs a super-resolution network");
   }
   if (cond_prior_std > 0 && cond_skip) return bad("cond_prior_std replaces cond_skip: set one");
-  if (cond_prior_blend < 0 || cond_prior_blend > 16) return bad("cond_prior_blend must be in [0, 16]");
-  if (cond_prior_blend > 0 && cond_prior_std <= 0) return bad("cond_prior_blend needs cond_prior_std");
+  if (cond_prior_blend < 0 || cond_prior_blend > 16)
+    return bad("cond_prior_blend must be in [0, 16]");
+  if (cond_prior_blend > 0 && cond_prior_std <= 0)
+    return bad("cond_prior_blend needs cond_prior_std");
   for (int64_t m : mults) {
     if (m <= 0) return bad("mults must be positive");
     if ((dim * m) % groups != 0) {
@@ -680,7 +682,8 @@ torch::Tensor VideoUNetImpl::forward(const UNetInputs& in) {
                  .reshape({b, c.channels, t, h, w})
                  .contiguous();
   if (c.cond_skip) {
-    const auto sigma = torch::sqrt(torch::sigmoid(-in.logsnr.to(torch::kFloat32))).view({b, 1, 1, 1, 1});
+    const auto sigma =
+        torch::sqrt(torch::sigmoid(-in.logsnr.to(torch::kFloat32))).view({b, 1, 1, 1, 1});
     out = out - (sigma * in.cond_video.to(torch::kFloat32)).to(out.scalar_type());
   }
   if (c.cond_prior_std > 0) {

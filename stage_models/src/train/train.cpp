@@ -227,9 +227,9 @@ Status Trainer::Init() {
   return Status::OK();
 }
 
-// The SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend) goes with the weights, as in a
-// model package: resuming without --cond-prior-std keeps the checkpoint's, even where the preset
-// has moved on; the architecture check in Resume() then compares everything else.
+// The SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend) goes with the
+// weights, as in a model package: resuming without --cond-prior-std keeps the checkpoint's, even
+// where the preset has moved on; the architecture check in Resume() then compares the rest.
 void Trainer::AdoptCheckpointOutputSkip() {
   if (!opt_.resume || opt_.cond_prior_std >= 0 || spec_.kind == StageKind::kBase) return;
   std::ifstream latest(ckpt_dir_ / kLatestFile);

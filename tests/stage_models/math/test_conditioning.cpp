@@ -89,8 +89,9 @@ TEST(TemporalUpsample, BlendInterpolatesBetweenOriginalsAndHoldsTheLast) {
   // Factor 4 on [B, C, T, H, W]: quarter steps; originals land on every 4th frame.
   const auto b4 = UpsampleFrames(x.unsqueeze(0), 4, TemporalUpsample::kBlend);
   EXPECT_EQ(b4.sizes(), torch::IntArrayRef({1, 2, 12, 1, 1}));
-  EXPECT_TRUE(torch::allclose(b4[0][0].reshape({-1}),
-                              torch::tensor({0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 8.f, 8.f, 8.f})));
+  EXPECT_TRUE(
+      torch::allclose(b4[0][0].reshape({-1}),
+                      torch::tensor({0.f, 1.f, 2.f, 3.f, 4.f, 5.f, 6.f, 7.f, 8.f, 8.f, 8.f, 8.f})));
   EXPECT_TRUE(torch::equal(SubsampleFrames(b4, 4), x.unsqueeze(0)));
 }
 

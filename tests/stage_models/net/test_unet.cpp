@@ -239,7 +239,8 @@ TEST(UNet, CondSkipOffsetsTheOutputBySigmaTimesCond) {
   auto x = in;
   x.logsnr = torch::full({2}, -20.0);
   const auto v = with->forward(x);
-  const double a = std::sqrt(1.0 / (1.0 + std::exp(20.0))), s = std::sqrt(1.0 / (1.0 + std::exp(-20.0)));
+  const double a = std::sqrt(1.0 / (1.0 + std::exp(20.0))),
+               s = std::sqrt(1.0 / (1.0 + std::exp(-20.0)));
   EXPECT_TRUE(torch::allclose(a * x.z - s * v, a * x.z + s * s * x.cond_video, 1e-5, 1e-5));
   EXPECT_LT((a * x.z - s * v - x.cond_video).abs().max().item<double>(), 1e-3);
 
@@ -281,7 +282,8 @@ TEST(UNet, CondPriorZeroNetworkIsTheLinearGuess) {
       const auto z = in.z.to(torch::kFloat64), cond = in.cond_video.to(torch::kFloat64);
       const auto want_x = (s2 * z / a + u * cond / aa) / (s2 + u);
       const auto got_x = a * z - sg * v;
-      EXPECT_LT((got_x - want_x).abs().max().item<double>(), 1e-3) << "logsnr " << l << " aug " << la;
+      EXPECT_LT((got_x - want_x).abs().max().item<double>(), 1e-3)
+          << "logsnr " << l << " aug " << la;
       EXPECT_TRUE(torch::isfinite(v).all().item<bool>());
     }
   }
@@ -323,7 +325,8 @@ TEST(UNet, CondPriorBlendGuessesNewFramesBetweenOriginals) {
   auto frame = [&](int64_t b, int64_t t) { return cond[b].select(1, t); };
   for (int64_t t = 0; t < 6; ++t) {
     // Frames 0, 2, 4 are originals; 1 and 3 the mean of their neighbours; 5 holds frame 4.
-    const auto want = t % 2 == 0 ? frame(0, t) : (t == 5 ? frame(0, 4) : (frame(0, t - 1) + frame(0, t + 1)) / 2);
+    const auto want =
+        t % 2 == 0 ? frame(0, t) : (t == 5 ? frame(0, 4) : (frame(0, t - 1) + frame(0, t + 1)) / 2);
     EXPECT_LT((got_x[0].select(1, t) - want).abs().max().item<double>(), 1e-3) << "frame " << t;
     EXPECT_LT((got_x[1].select(1, t) - frame(1, t)).abs().max().item<double>(), 1e-3)
         << "image-masked frame " << t;

@@ -1,9 +1,8 @@
 // How many threads LibTorch's compute uses, in one place for the CLI, the workers and the trainer.
 //
 // Debian's LibTorch runs matrix products through OpenBLAS (libopenblas0-pthread), which keeps its
-// own pool of busy-waiting threads next to LibTorch's OpenMP team. On a 2-core machine the two
-// pools fight: `perf record` of a tiny render put about 37 % of its samples in libgomp's spin loop
-// and 25 % in the kernel's sched_yield. SetComputeThreads sets LibTorch's thread count and pins
+// own pool of busy-waiting threads next to LibTorch's OpenMP team, and on a 2-core machine the two
+// pools fight for the cores. SetComputeThreads sets LibTorch's thread count and pins
 // the BLAS library (OpenBLAS or BLIS, whichever the process has loaded) to one thread, so only
 // LibTorch's team parallelises. The BLAS controls are found with dlsym: a build against any other
 // BLAS (MKL in a CUDA LibTorch, say) links and runs unchanged.
