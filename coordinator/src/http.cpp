@@ -103,15 +103,12 @@ std::vector<std::string> PathParts(const std::string& path) {
   return parts;
 }
 
-std::string VideoContentType(const std::string& bytes) {
-  if (bytes.size() >= 8 && bytes.compare(4, 4, "ftyp") == 0) return "video/mp4";
-  if (bytes.size() >= 4 && static_cast<unsigned char>(bytes[0]) == 0x1A &&
-      static_cast<unsigned char>(bytes[1]) == 0x45 &&
-      static_cast<unsigned char>(bytes[2]) == 0xDF &&
-      static_cast<unsigned char>(bytes[3]) == 0xA3) {
-    return "video/webm";
-  }
-  if (bytes.size() >= 4 && bytes.compare(0, 4, "GIF8") == 0) return "image/gif";
+// The coordinator names a finished job's video "JOB/final.FORMAT" (mp4, webm or gif).
+std::string VideoContentType(const std::string& key) {
+  const std::string ext = key.substr(key.rfind('.') + 1);
+  if (ext == "mp4") return "video/mp4";
+  if (ext == "webm") return "video/webm";
+  if (ext == "gif") return "image/gif";
   return "application/octet-stream";
 }
 
@@ -366,10 +363,11 @@ class HttpGateway::Impl {
       return ErrorAnswer(http::status::conflict,
                          fmt::format("job {} is {}: no video yet", job, j.value("state", "")));
     }
-    auto bytes = client_->FetchBlob(j.value("output_blob", ""));
+    const std::string key = j.value("output_blob", "");
+    auto bytes = client_->FetchBlob(key);
     if (!bytes.ok()) return FromStatus(bytes.status());
     Answer a;
-    a.content_type = VideoContentType(*bytes);
+    a.content_type = VideoContentType(key);
     a.body = std::move(*bytes);
     return a;
   }
