@@ -63,6 +63,10 @@ int RunTrain(const std::vector<std::string>& args) {
   flags.Int("batch", 'b', &o.batch, "examples per step");
   flags.Double("lr", 0, &o.lr, "Adam learning rate (after linear warmup)");
   flags.Int("warmup", 0, &o.warmup, "warmup steps");
+  flags.Int("lr-decay-from", 0, &o.lr_decay_from,
+            "cooldown: from this step to --steps the rate falls (half cosine) to lr x --lr-final "
+            "(-1 = constant rate)");
+  flags.Double("lr-final", 0, &o.lr_final, "the cooldown's last rate as a fraction of --lr");
   flags.Double("ema-decay", 0, &o.ema_decay, "EMA decay of the packaged weights");
   flags.Double("grad-clip", 0, &o.grad_clip, "global gradient-norm clip (0 = off)");
   flags.Double("cond-dropout", 0, &o.cond_dropout, "share of captions dropped (for CFG)");

@@ -22,16 +22,21 @@ device="${VIDFARM_DEVICE:-cpu}"
 # stage_models/src/net/preset.cpp). SR stages train with the preset's cond_prior_std output (TSR:
 # a guess blended between the original frames, std 0.02; SSR: bilinear, std near its RMS error);
 # a checkpoint keeps its own output when resumed (the committed ssr3 run: std 0.1).
+# --lr-decay-from D: from step D to the row's steps the rate falls along a half cosine to 0.1 lr.
+# The committed ssr2, ssr3 and ssr6 ran at a constant rate (ssr2 to 3219, ssr3 to 6452, ssr6 to
+# 4258), then were resumed with the cooldown below: ssr2's held-out PSNR went 31.40 -> 31.96 dB
+# over its cooldown (5000 -> 6500), ssr6's 36.72 -> 36.95 (6000 -> 8000).
 plan=(
   "base   0  20000  16  3e-4  --image-fraction 0.2"
   "tsr1   1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
-  "ssr2   2  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500"
-  "ssr3   3  10000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500"
+  "ssr2   2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
+  "ssr3   3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"
   "tsr4   4  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "tsr5   5  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
-  "ssr6   6  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500"
-  # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again, eps-prediction.
-  "ssr2-eps 2 8000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --prediction eps"
+  "ssr6   6  8000   8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500 --lr-decay-from 6000"
+  # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again, eps-prediction, at a
+  # constant rate like ssr2's first 5000 steps.
+  "ssr2-eps 2 3000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --prediction eps"
 )
 want=("$@")
 for row in "${plan[@]}"; do

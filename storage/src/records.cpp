@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <iterator>
 #include <limits>
+#include <string_view>
 
 namespace vidfarm::storage {
 namespace {
@@ -15,6 +17,63 @@ constexpr const char* kTaskStateNames[] = {"waiting", "ready",  "leased",
                                            "done",    "failed", "cancelled"};
 
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
+// Appends one JSON object's members, in the order given, with nlohmann's compact formatting.
+class ObjectWriter {
+ public:
+  explicit ObjectWriter(size_t reserve) {
+    out_.reserve(reserve);
+    out_ += '{';
+  }
+  void Int(std::string_view key, int64_t v) {
+    Key(key);
+    fmt::format_to(std::back_inserter(out_), "{}", v);
+  }
+  void UInt(std::string_view key, uint64_t v) {
+    Key(key);
+    fmt::format_to(std::back_inserter(out_), "{}", v);
+  }
+  void Bool(std::string_view key, bool v) {
+    Key(key);
+    out_ += v ? "true" : "false";
+  }
+  void Str(std::string_view key, std::string_view s) {
+    Key(key);
+    // Plain printable ASCII needs no escaping; anything else (quotes, backslashes, control
+    // characters, UTF-8, invalid bytes) goes through nlohmann so it escapes and replaces alike.
+    bool plain = true;
+    for (unsigned char c : s) {
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\') {
+        plain = false;
+        break;
+      }
+    }
+    if (plain) {
+      out_ += '"';
+      out_ += s;
+      out_ += '"';
+    } else {
+      out_ += Dump(json(std::string(s)));
+    }
+  }
+  void Json(std::string_view key, const json& j) {
+    Key(key);
+    out_ += Dump(j);
+  }
+  std::string Finish() {
+    out_ += '}';
+    return std::move(out_);
+  }
+
+ private:
+  void Key(std::string_view key) {
+    if (out_.size() > 1) out_ += ',';
+    out_ += '"';
+    out_ += key;
+    out_ += "\":";
+  }
+  std::string out_;
+};
 
 // Typed field readers over a parsed object; the first problem is kept in `error`.
 class Reader {
@@ -122,50 +181,63 @@ Result<TaskState> ParseTaskState(const std::string& name) {
   return ParseName<TaskState>(name, kTaskStateNames, "task state");
 }
 
+// The encoders write the JSON text by hand: they run about ten times per job on the
+// coordinator's loop, and building an nlohmann tree per record cost a third of its time. The
+// output is byte for byte what `Dump` of the equivalent object gives (keys in sorted order, as
+// nlohmann's std::map orders them), which the tests check; the opaque spec and event data are
+// still dumped by nlohmann.
 std::string EncodeJob(const JobRecord& r) {
-  json j = {{"v", kRecordVersion},
-            {"id", r.id},
-            {"submit_seq", r.submit_seq},
-            {"spec", r.spec},
-            {"priority", r.priority},
-            {"state", JobStateName(r.state)},
-            {"num_stages", r.num_stages},
-            {"stages_done", r.stages_done},
-            {"error", r.error},
-            {"created_us", r.created_us},
-            {"updated_us", r.updated_us},
-            {"finished_us", r.finished_us},
-            {"keep_intermediates", r.keep_intermediates},
-            {"output_blob", r.output_blob}};
-  return Dump(j);
+  ObjectWriter w(256 + r.error.size() + r.output_blob.size());
+  w.Int("created_us", r.created_us);
+  w.Str("error", r.error);
+  w.Int("finished_us", r.finished_us);
+  w.Str("id", r.id);
+  w.Bool("keep_intermediates", r.keep_intermediates);
+  w.Int("num_stages", r.num_stages);
+  w.Str("output_blob", r.output_blob);
+  w.Int("priority", r.priority);
+  w.Json("spec", r.spec);
+  w.Int("stages_done", r.stages_done);
+  w.Str("state", JobStateName(r.state));
+  w.UInt("submit_seq", r.submit_seq);
+  w.Int("updated_us", r.updated_us);
+  w.Int("v", kRecordVersion);
+  return w.Finish();
 }
 
 std::string EncodeTask(const TaskRecord& r) {
-  json j = {{"v", kRecordVersion},
-            {"job_id", r.job_id},
-            {"stage", r.stage},
-            {"state", TaskStateName(r.state)},
-            {"priority", r.priority},
-            {"submit_seq", r.submit_seq},
-            {"attempts", r.attempts},
-            {"lease_id", r.lease_id},
-            {"worker_id", r.worker_id},
-            {"lease_expires_us", r.lease_expires_us},
-            {"checkpoint_step", r.checkpoint_step},
-            {"checkpoint_blob", r.checkpoint_blob},
-            {"step", r.step},
-            {"steps", r.steps},
-            {"input_blob", r.input_blob},
-            {"output_blob", r.output_blob},
-            {"error", r.error},
-            {"updated_us", r.updated_us}};
-  return Dump(j);
+  ObjectWriter w(384 + r.error.size() + r.checkpoint_blob.size() + r.input_blob.size() +
+                 r.output_blob.size());
+  w.Int("attempts", r.attempts);
+  w.Str("checkpoint_blob", r.checkpoint_blob);
+  w.Int("checkpoint_step", r.checkpoint_step);
+  w.Str("error", r.error);
+  w.Str("input_blob", r.input_blob);
+  w.Str("job_id", r.job_id);
+  w.Int("lease_expires_us", r.lease_expires_us);
+  w.Str("lease_id", r.lease_id);
+  w.Str("output_blob", r.output_blob);
+  w.Int("priority", r.priority);
+  w.Int("stage", r.stage);
+  w.Str("state", TaskStateName(r.state));
+  w.Int("step", r.step);
+  w.Int("steps", r.steps);
+  w.UInt("submit_seq", r.submit_seq);
+  w.Int("updated_us", r.updated_us);
+  w.Int("v", kRecordVersion);
+  w.Str("worker_id", r.worker_id);
+  return w.Finish();
 }
 
 std::string EncodeEvent(const Event& e) {
-  json j = {{"v", kRecordVersion}, {"seq", e.seq},   {"time_us", e.time_us},
-            {"job_id", e.job_id},  {"type", e.type}, {"data", e.data}};
-  return Dump(j);
+  ObjectWriter w(128 + e.job_id.size() + e.type.size());
+  w.Json("data", e.data);
+  w.Str("job_id", e.job_id);
+  w.UInt("seq", e.seq);
+  w.Int("time_us", e.time_us);
+  w.Str("type", e.type);
+  w.Int("v", kRecordVersion);
+  return w.Finish();
 }
 
 Result<JobRecord> DecodeJob(std::string_view bytes) {

@@ -35,7 +35,8 @@ using Clock = std::chrono::steady_clock;
 constexpr double kBeta1 = 0.9, kBeta2 = 0.99, kAdamEps = 1e-8;
 constexpr const char* kLatestFile = "LATEST";
 constexpr const char* kLossCsv = "loss.csv";
-constexpr const char* kLossCsvHeader = "step,loss,lr,steps_per_s,elapsed_s,eval_psnr,eval_baseline_psnr";
+constexpr const char* kLossCsvHeader =
+    "step,loss,lr,steps_per_s,elapsed_s,eval_psnr,eval_baseline_psnr";
 
 uint64_t Mix(uint64_t x) { return SplitMix64(&x); }
 
@@ -43,8 +44,9 @@ uint64_t Mix(uint64_t x) { return SplitMix64(&x); }
 enum class Draw : uint64_t { kImage = 1, kTime, kAugTime, kDropText, kCropT, kCropY, kCropX };
 
 double KeyedUniform(uint64_t seed, int64_t step, int64_t row, Draw what) {
-  const uint64_t h = Mix(seed ^ Mix(static_cast<uint64_t>(step) ^
-                                    Mix(static_cast<uint64_t>(row) ^ Mix(static_cast<uint64_t>(what)))));
+  const uint64_t h =
+      Mix(seed ^ Mix(static_cast<uint64_t>(step) ^
+                     Mix(static_cast<uint64_t>(row) ^ Mix(static_cast<uint64_t>(what)))));
   return static_cast<double>(h >> 11) * (1.0 / 9007199254740992.0);  // [0, 1)
 }
 
@@ -93,10 +95,7 @@ class Trainer {
   Status WriteLossFiles();
   Result<std::pair<double, double>> Evaluate();
   nlohmann::json Provenance() const;
-  double LearningRate(int64_t step) const {
-    if (opt_.warmup <= 0) return opt_.lr;
-    return opt_.lr * std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(opt_.warmup));
-  }
+  double LearningRate(int64_t step) const { return ScheduledLearningRate(opt_, step); }
 
   TrainOptions opt_;
   CascadePreset preset_;
@@ -108,7 +107,7 @@ class Trainer {
   std::vector<torch::Tensor> params_, ema_params_, m_, v_;
   CosineSchedule schedule_;
   fs::path ckpt_dir_;
-  int64_t step_ = 0;          // steps completed
+  int64_t step_ = 0;           // steps completed
   double elapsed_before_ = 0;  // seconds of earlier sessions (from the checkpoint)
   Clock::time_point start_;
   std::vector<std::string> csv_rows_;  // loss.csv rows (without the header)
@@ -130,6 +129,10 @@ Status Trainer::Init() {
   if (!(o.lr > 0) || !(o.ema_decay >= 0 && o.ema_decay < 1)) {
     return Status::InvalidArgument("--lr must be > 0 and --ema-decay in [0, 1)");
   }
+  if (o.lr_decay_from < -1 || !(o.lr_final >= 0 && o.lr_final <= 1)) {
+    return Status::InvalidArgument(
+        "--lr-decay-from must be -1 (no cooldown) or a step >= 0, and --lr-final in [0, 1]");
+  }
   if (o.cond_dropout < 0 || o.cond_dropout > 1 || o.image_fraction < 0 || o.image_fraction > 1) {
     return Status::InvalidArgument("--cond-dropout and --image-fraction must be in [0, 1]");
   }
@@ -138,9 +141,8 @@ Status Trainer::Init() {
   }
   VF_ASSIGN_OR_RETURN(preset_, GetPreset(o.preset));
   if (o.stage < 0 || o.stage >= static_cast<int>(preset_.stages.size())) {
-    return Status::InvalidArgument(
-        fmt::format("--stage {} is not a stage of preset {} (0..{})", o.stage, o.preset,
-                    preset_.stages.size() - 1));
+    return Status::InvalidArgument(fmt::format("--stage {} is not a stage of preset {} (0..{})",
+                                               o.stage, o.preset, preset_.stages.size() - 1));
   }
   spec_ = preset_.stages[o.stage];
   spec_.sampling.prediction = o.prediction == Parameterization::kV ? "v" : "eps";
@@ -256,8 +258,8 @@ Status Trainer::Resume() {
   latest >> name;
   const fs::path dir = ckpt_dir_ / name;
   if (name.empty() || !fs::is_directory(dir)) {
-    return Status::Corruption(fmt::format("{}/LATEST names '{}', which is not a checkpoint",
-                                          ckpt_dir_.string(), name));
+    return Status::Corruption(
+        fmt::format("{}/LATEST names '{}', which is not a checkpoint", ckpt_dir_.string(), name));
   }
   std::ifstream state_in(dir / "state.json");
   auto state = nlohmann::json::parse(state_in, nullptr, false);
@@ -282,7 +284,8 @@ Status Trainer::Resume() {
   VF_RETURN_NOT_OK(mismatch("seed", opt_.seed));
   VF_RETURN_NOT_OK(mismatch("data", opt_.data));
   // Older checkpoints did not record the architecture; the tensor shapes are checked below.
-  if (state.contains("architecture")) VF_RETURN_NOT_OK(mismatch("architecture", spec_.net.ToJson()));
+  if (state.contains("architecture"))
+    VF_RETURN_NOT_OK(mismatch("architecture", spec_.net.ToJson()));
   else if (spec_.net.cond_skip) {
     return Status::InvalidArgument(fmt::format(
         "checkpoint {} predates the SR output skip (cond_skip): start a new --checkpoint-dir",
@@ -390,10 +393,10 @@ Result<double> Trainer::Step(int64_t step) {
   auto keep = torch::ones({batch}, torch::kBool);
   for (int64_t r = 0; r < batch; ++r) {
     rows[r] = r;
-    logsnr[r] = static_cast<float>(
-        schedule_.LogSnr(KeyedUniform(opt_.seed, key_step, r, Draw::kTime)));
-    aug[r] = static_cast<float>(schedule_.LogSnr(
-        opt_.aug_t_max * KeyedUniform(opt_.seed, key_step, r, Draw::kAugTime)));
+    logsnr[r] =
+        static_cast<float>(schedule_.LogSnr(KeyedUniform(opt_.seed, key_step, r, Draw::kTime)));
+    aug[r] = static_cast<float>(
+        schedule_.LogSnr(opt_.aug_t_max * KeyedUniform(opt_.seed, key_step, r, Draw::kAugTime)));
     if (KeyedUniform(opt_.seed, key_step, r, Draw::kDropText) < opt_.cond_dropout) {
       keep[r] = false;
     }
@@ -402,9 +405,8 @@ Result<double> Trainer::Step(int64_t step) {
   torch::Tensor alpha = BroadcastTo(AlphaFromLogSnr(ls), b.x);
   torch::Tensor sigma = BroadcastTo(SigmaFromLogSnr(ls), b.x);
   const auto per_sample = b.x.sizes().slice(1);
-  torch::Tensor eps =
-      KeyedNormalBatch(noise_seed_, spec_.index * 2, static_cast<int>(key_step), rows, per_sample,
-                       opt_.device);
+  torch::Tensor eps = KeyedNormalBatch(noise_seed_, spec_.index * 2, static_cast<int>(key_step),
+                                       rows, per_sample, opt_.device);
   torch::Tensor z = Diffuse(b.x, eps, alpha, sigma);
   VF_ASSIGN_OR_RETURN(TextEmbedding text, encoder_->Encode(b.captions, opt_.device));
   UNetInputs in;
@@ -417,9 +419,9 @@ Result<double> Trainer::Step(int64_t step) {
   in.image_mask = b.image_mask;
   if (b.cond.defined()) {
     torch::Tensor aug_ls = torch::tensor(aug).to(opt_.device);
-    torch::Tensor aug_noise = KeyedNormalBatch(noise_seed_, spec_.index * 2 + 1,
-                                               static_cast<int>(key_step), rows,
-                                               b.cond.sizes().slice(1), opt_.device);
+    torch::Tensor aug_noise =
+        KeyedNormalBatch(noise_seed_, spec_.index * 2 + 1, static_cast<int>(key_step), rows,
+                         b.cond.sizes().slice(1), opt_.device);
     in.cond_video = NoiseAugment(b.cond, aug_ls, aug_noise);
     in.aug_logsnr = aug_ls;
   }
@@ -458,8 +460,8 @@ Result<double> Trainer::Step(int64_t step) {
   for (auto& p : params_) {
     if (p.grad().defined()) norm2 += p.grad().pow(2).sum().item<double>();
   }
-  const double clip = opt_.grad_clip > 0 ? std::min(1.0, opt_.grad_clip / (std::sqrt(norm2) + 1e-6))
-                                         : 1.0;
+  const double clip =
+      opt_.grad_clip > 0 ? std::min(1.0, opt_.grad_clip / (std::sqrt(norm2) + 1e-6)) : 1.0;
   const double t = static_cast<double>(step + 1);
   const double lr = LearningRate(step);
   const double bc1 = 1.0 - std::pow(kBeta1, t), bc2 = 1.0 - std::pow(kBeta2, t);
@@ -478,7 +480,8 @@ Result<double> Trainer::Step(int64_t step) {
 }
 
 nlohmann::json Trainer::Provenance() const {
-  const double elapsed = elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
+  const double elapsed =
+      elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
   return {
       {"trainer", "vidfarm train"},
       {"data", data_->Describe()},
@@ -486,10 +489,14 @@ nlohmann::json Trainer::Provenance() const {
       {"batch", opt_.batch},
       {"loss", spec_.sampling.prediction == "v" ? "v-prediction MSE" : "eps-prediction MSE"},
       {"final_loss_avg", last_loss_avg_},
-      {"optimizer", fmt::format("Adam(b1={}, b2={}, eps={}) lr {} warmup {}, grad clip {}, "
-                                "EMA {} (package holds the EMA weights)",
-                                kBeta1, kBeta2, kAdamEps, opt_.lr, opt_.warmup, opt_.grad_clip,
-                                opt_.ema_decay)},
+      {"optimizer",
+       fmt::format("Adam(b1={}, b2={}, eps={}) lr {} warmup {}{}, grad clip {}, "
+                   "EMA {} (package holds the EMA weights)",
+                   kBeta1, kBeta2, kAdamEps, opt_.lr, opt_.warmup,
+                   opt_.lr_decay_from >= 0 ? fmt::format(", cosine cooldown to x{} from step {}",
+                                                         opt_.lr_final, opt_.lr_decay_from)
+                                           : std::string(),
+                   opt_.grad_clip, opt_.ema_decay)},
       {"cond_dropout", opt_.cond_dropout},
       {"image_fraction", data_->supports_images() ? opt_.image_fraction : 0.0},
       {"aug_t_max", spec_.kind == StageKind::kBase ? 0.0 : opt_.aug_t_max},
@@ -573,9 +580,11 @@ Status Trainer::SaveCheckpoint() {
   }
   // Everything in f32: a resumed run then computes bit for bit the steps the stopped one would
   // have (bf16 moments would halve adam.safetensors but change every later step slightly).
-  VF_RETURN_NOT_OK(WriteSafetensors((tmp / "weights.safetensors").string(), weights, "F32").status());
+  VF_RETURN_NOT_OK(
+      WriteSafetensors((tmp / "weights.safetensors").string(), weights, "F32").status());
   VF_RETURN_NOT_OK(WriteSafetensors((tmp / "adam.safetensors").string(), adam, "F32").status());
-  const double elapsed = elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
+  const double elapsed =
+      elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
   nlohmann::json state = {{"step", step_},
                           {"elapsed_s", elapsed},
                           {"preset", opt_.preset},
@@ -614,7 +623,8 @@ Result<std::pair<double, double>> Trainer::Evaluate() {
   ModelPackage pkg;
   pkg.spec = spec_;
   pkg.net = ema_;
-  VF_ASSIGN_OR_RETURN(auto runner, StageRunner::Create(pkg, preset_, StageRunnerOptions{opt_.device}));
+  VF_ASSIGN_OR_RETURN(auto runner,
+                      StageRunner::Create(pkg, preset_, StageRunnerOptions{opt_.device}));
   StageOverrides ov;
   ov.steps = opt_.eval_steps;
   ov.sampler = "ddim";
@@ -652,17 +662,17 @@ Result<TrainResult> Trainer::Run(const std::function<void(const TrainProgress&)>
   auto window_start = Clock::now();
   double window_loss = 0;
   int64_t window_n = 0;
-  VF_LOG_INFO("training {} stage {} ({}) on {}: steps {}..{}, batch {}, {} parameters",
-              opt_.preset, spec_.index, spec_.name, data_->Describe(), step_, opt_.steps,
-              opt_.batch, CountParameters(*net_));
+  VF_LOG_INFO("training {} stage {} ({}) on {}: steps {}..{}, batch {}, {} parameters", opt_.preset,
+              spec_.index, spec_.name, data_->Describe(), step_, opt_.steps, opt_.batch,
+              CountParameters(*net_));
   while (step_ < opt_.steps) {
     if (opt_.stop != nullptr && opt_.stop->load()) break;
     double loss = 0;
     try {
       VF_ASSIGN_OR_RETURN(loss, Step(step_));
     } catch (const c10::Error& e) {
-      return Status::Internal(fmt::format("stage {} step {}: {}", spec_.name, step_,
-                                          e.what_without_backtrace()));
+      return Status::Internal(
+          fmt::format("stage {} step {}: {}", spec_.name, step_, e.what_without_backtrace()));
     }
     ++step_;
     result.losses.push_back(loss);
@@ -692,12 +702,10 @@ Result<TrainResult> Trainer::Run(const std::function<void(const TrainProgress&)>
         }
       }
       last_loss_avg_ = p.loss_avg;
-      csv_rows_.push_back(fmt::format("{},{:.6g},{:.6g},{:.4g},{:.1f},{},{}", step_, p.loss_avg,
-                                      LearningRate(step_ - 1), p.steps_per_s, p.elapsed_s,
-                                      p.eval_psnr >= 0 ? fmt::format("{:.3f}", p.eval_psnr) : "",
-                                      p.eval_baseline_psnr >= 0
-                                          ? fmt::format("{:.3f}", p.eval_baseline_psnr)
-                                          : ""));
+      csv_rows_.push_back(fmt::format(
+          "{},{:.6g},{:.6g},{:.4g},{:.1f},{},{}", step_, p.loss_avg, LearningRate(step_ - 1),
+          p.steps_per_s, p.elapsed_s, p.eval_psnr >= 0 ? fmt::format("{:.3f}", p.eval_psnr) : "",
+          p.eval_baseline_psnr >= 0 ? fmt::format("{:.3f}", p.eval_baseline_psnr) : ""));
       if (on_progress) on_progress(p);
       window_loss = 0;
       window_n = 0;
@@ -717,6 +725,19 @@ Result<TrainResult> Trainer::Run(const std::function<void(const TrainProgress&)>
 }
 
 }  // namespace
+
+double ScheduledLearningRate(const TrainOptions& o, int64_t step) {
+  double lr = o.lr;
+  if (o.warmup > 0) {
+    lr *= std::min(1.0, static_cast<double>(step + 1) / static_cast<double>(o.warmup));
+  }
+  if (o.lr_decay_from >= 0 && step >= o.lr_decay_from && o.steps > o.lr_decay_from) {
+    const double u = std::min(1.0, static_cast<double>(step - o.lr_decay_from) /
+                                       static_cast<double>(o.steps - o.lr_decay_from));
+    lr *= o.lr_final + (1.0 - o.lr_final) * 0.5 * (1.0 + std::cos(M_PI * u));
+  }
+  return lr;
+}
 
 Result<TrainResult> Train(const TrainOptions& options,
                           const std::function<void(const TrainProgress&)>& on_progress) {

@@ -65,6 +65,33 @@ TEST_F(TrainTest, LossFallsOnAFixedBatch) {
   EXPECT_TRUE(fs::exists(o.out + ".ckpt/loss.png"));
 }
 
+TEST(LearningRate, WarmupThenConstantThenCosineCooldown) {
+  TrainOptions o;
+  o.lr = 1e-3;
+  o.warmup = 10;
+  o.steps = 100;
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 0), 1e-4);
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 4), 5e-4);
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 9), 1e-3);
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 99), 1e-3);  // no cooldown by default
+  o.lr_decay_from = 60;
+  o.lr_final = 0.1;
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 59), 1e-3);
+  EXPECT_DOUBLE_EQ(ScheduledLearningRate(o, 60), 1e-3);
+  // Halfway through the cooldown the cosine is at its midpoint: lr * (0.1 + 0.9 / 2).
+  EXPECT_NEAR(ScheduledLearningRate(o, 80), 1e-3 * 0.55, 1e-12);
+  EXPECT_NEAR(ScheduledLearningRate(o, 100), 1e-4, 1e-12);
+  for (int64_t s = 61; s <= 100; ++s) {
+    EXPECT_LT(ScheduledLearningRate(o, s), ScheduledLearningRate(o, s - 1)) << s;
+  }
+  o.lr_decay_from = -2;
+  testing::TempDir dir;
+  o.out = dir.file("pkg");
+  auto r = Train(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--lr-decay-from"), std::string::npos);
+}
+
 TEST_F(TrainTest, ResumeRepeatsTheSameSteps) {
   testing::TempDir a, b;
   TrainOptions full = SmallRun(a.path());

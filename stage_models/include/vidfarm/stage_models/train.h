@@ -65,6 +65,10 @@ struct TrainOptions {
   int64_t batch = 8;
   double lr = 5e-4;
   int64_t warmup = 100;  // linear learning-rate warmup steps
+  // Cooldown: from step lr_decay_from (>= 0; -1 = never) to `steps` the rate falls along a half
+  // cosine from lr to lr * lr_final. A resumed run can start its cooldown at the resume step.
+  int64_t lr_decay_from = -1;
+  double lr_final = 0.1;
   double ema_decay = 0.999;
   double grad_clip = 1.0;       // global gradient-norm clip (0 = off)
   double cond_dropout = 0.1;    // drop the text to the learned null embedding (CFG)
@@ -114,5 +118,9 @@ struct TrainResult {
 // EMA weights as the model package `out` (config.json says how it was trained).
 Result<TrainResult> Train(const TrainOptions& options,
                           const std::function<void(const TrainProgress&)>& on_progress = {});
+
+// The learning rate of step `step` (0-based): linear warmup over `warmup` steps, then `lr`, then
+// the cosine cooldown from `lr_decay_from` to `steps`.
+double ScheduledLearningRate(const TrainOptions& options, int64_t step);
 
 }  // namespace vidfarm::models
