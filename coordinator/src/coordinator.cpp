@@ -1,12 +1,16 @@
 #include "vidfarm/coordinator/coordinator.h"
 
 #include <fmt/format.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -179,6 +183,9 @@ class Coordinator::Impl {
   bool SyncStore();
   bool SendNow(zmq::socket_t& sock, const std::string& identity, const wire::Message& m);
   void FlushOutbox();
+  void StartSync();
+  void FinishSync(bool wait);
+  void SyncerMain();
   int64_t LeaseWindowUs() const {
     return static_cast<int64_t>(opts_.heartbeat_ms) * opts_.heartbeat_misses * 1000;
   }
@@ -250,14 +257,27 @@ class Coordinator::Impl {
   uint64_t lease_counter_ = 0;
   std::mt19937_64 rng_{std::random_device{}()};
   int64_t next_heartbeat_us_ = 0;
-  bool unsynced_ = false;  // group commit: a commit since the last sync
-  // Group commit: messages held until the round's sync, in the order they were sent.
+  bool unsynced_ = false;  // group commit: a commit since the last sync started
+  // Group commit: messages held until a sync makes what they reveal durable, in the order they
+  // were sent; the first covered_ of them wait only for the sync in flight (syncing_).
   struct Outgoing {
     zmq::socket_t* sock;
     std::string identity;
     wire::Message m;
   };
-  std::vector<Outgoing> outbox_;
+  std::deque<Outgoing> outbox_;
+  void Deliver(std::vector<Outgoing> out);
+  bool syncing_ = false;
+  size_t covered_ = 0;
+  // The syncer thread runs the WAL syncs, so the loop goes on receiving and committing while
+  // one is in flight; it wakes the loop through sync_fd_ (an eventfd in the poll set).
+  std::thread syncer_;
+  std::mutex sync_mu_;
+  std::condition_variable sync_cv_;
+  bool sync_asked_ = false, sync_finished_ = false, syncer_stop_ = false;
+  Status sync_status_;
+  int64_t sync_elapsed_us_ = 0;
+  int sync_fd_ = -1;
   uint64_t commits_ = 0, syncs_ = 0;
   int64_t commit_us_ = 0, sync_us_ = 0;  // time the loop spent in store writes and WAL syncs
 
@@ -894,11 +914,21 @@ Result<uint64_t> Coordinator::Impl::BlobSize(const std::string& key) {
 void Coordinator::Impl::Run() {
   next_heartbeat_us_ = Now();
   const auto poll_timeout = std::chrono::milliseconds(std::clamp(opts_.heartbeat_ms / 4, 1, 20));
+  if (opts_.group_commit) {
+    sync_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (sync_fd_ < 0) {
+      VF_LOG_WARN("coordinator: eventfd failed ({}); syncing in the loop", std::strerror(errno));
+    } else {
+      syncer_ = std::thread([this] { SyncerMain(); });
+    }
+  }
   while (!stop_) {
     try {
       zmq::pollitem_t items[] = {{wsock_->handle(), 0, ZMQ_POLLIN, 0},
-                                 {asock_->handle(), 0, ZMQ_POLLIN, 0}};
-      zmq::poll(items, 2, poll_timeout);
+                                 {asock_->handle(), 0, ZMQ_POLLIN, 0},
+                                 {nullptr, sync_fd_, ZMQ_POLLIN, 0}};
+      zmq::poll(items, sync_fd_ >= 0 ? 3 : 2, poll_timeout);
+      if (syncing_) FinishSync(/*wait=*/false);
       for (size_t i = 0; i < kMaxMessagesPerPoll && RecvOne(*wsock_, false); ++i) {
       }
       for (size_t i = 0; i < kMaxMessagesPerPoll && RecvOne(*asock_, true); ++i) {
@@ -916,7 +946,42 @@ void Coordinator::Impl::Run() {
       VF_LOG_ERROR("coordinator: error in loop: {}", e.what());
     }
   }
+  if (syncing_) FinishSync(/*wait=*/true);
+  if (syncer_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(sync_mu_);
+      syncer_stop_ = true;
+    }
+    sync_cv_.notify_all();
+    syncer_.join();
+  }
+  if (sync_fd_ >= 0) close(sync_fd_);
+  sync_fd_ = -1;
   if (unsynced_) SyncStore();
+}
+
+void Coordinator::Impl::SyncerMain() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(sync_mu_);
+      sync_cv_.wait(lock, [&] { return syncer_stop_ || sync_asked_; });
+      if (!sync_asked_) return;  // stopping, nothing asked
+      sync_asked_ = false;
+    }
+    const int64_t t0 = Now();
+    Status st = store_->Sync();  // RocksDB's SyncWAL may run beside the loop's writes
+    const int64_t elapsed = Now() - t0;
+    {
+      std::lock_guard<std::mutex> lock(sync_mu_);
+      sync_status_ = std::move(st);
+      sync_elapsed_us_ = elapsed;
+      sync_finished_ = true;
+    }
+    sync_cv_.notify_all();
+    const uint64_t one = 1;
+    if (write(sync_fd_, &one, sizeof one) < 0) {  // the loop also polls with a timeout
+    }
+  }
 }
 
 // Group commit: one WAL sync makes every commit since the last one durable. On failure the flag
@@ -991,15 +1056,71 @@ bool Coordinator::Impl::RecvOne(zmq::socket_t& sock, bool is_api) {
 // if it then fails, FlushOutbox does what a failed send does here.
 bool Coordinator::Impl::Send(zmq::socket_t& sock, const std::string& identity,
                              const wire::Message& m) {
-  if (!outbox_.empty() ||
-      (unsynced_ && m.command != Command::kHeartbeat && m.command != Command::kPutAck)) {
+  if (!outbox_.empty() || ((unsynced_ || syncing_) && m.command != Command::kHeartbeat &&
+                           m.command != Command::kPutAck)) {
     outbox_.push_back({&sock, identity, m});
+    // Nothing committed since the sync in flight started: that sync covers this message too.
+    if (syncing_ && !unsynced_) covered_ = outbox_.size();
     return true;
   }
   return SendNow(sock, identity, m);
 }
 
+// Asks the syncer for a sync of every commit so far; the messages held now wait for it.
+void Coordinator::Impl::StartSync() {
+  if (!unsynced_ || syncing_) return;
+  unsynced_ = false;
+  syncing_ = true;
+  covered_ = outbox_.size();
+  {
+    std::lock_guard<std::mutex> lock(sync_mu_);
+    sync_asked_ = true;
+  }
+  sync_cv_.notify_all();
+}
+
+// Collects the sync in flight (waiting for it with wait) and sends the messages it covered. A
+// failed sync leaves its commits unsynced and its messages held; the next round tries again.
+void Coordinator::Impl::FinishSync(bool wait) {
+  Status st;
+  {
+    std::unique_lock<std::mutex> lock(sync_mu_);
+    if (wait) sync_cv_.wait(lock, [&] { return sync_finished_; });
+    if (!sync_finished_) return;
+    sync_finished_ = false;
+    st = std::move(sync_status_);
+    sync_us_ += sync_elapsed_us_;
+  }
+  uint64_t count;
+  if (read(sync_fd_, &count, sizeof count) < 0) {  // EAGAIN: already drained
+  }
+  syncing_ = false;
+  if (!st.ok()) {
+    VF_LOG_ERROR("coordinator: syncing the store failed: {}; {} message(s) held back",
+                 st.ToString(), outbox_.size());
+    unsynced_ = true;
+    return;
+  }
+  ++syncs_;
+  const size_t n = std::min(covered_, outbox_.size());
+  covered_ = 0;
+  std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()),
+                            std::make_move_iterator(outbox_.begin() + static_cast<long>(n)));
+  outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<long>(n));
+  Deliver(std::move(out));
+}
+
 void Coordinator::Impl::FlushOutbox() {
+  if (syncer_.joinable()) {  // the syncer syncs; FinishSync sends what it covered
+    if (!syncing_ && !unsynced_ && !outbox_.empty()) {  // held only behind earlier ones
+      std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()),
+                                std::make_move_iterator(outbox_.end()));
+      outbox_.clear();
+      Deliver(std::move(out));
+    }
+    StartSync();
+    return;
+  }
   while (unsynced_ || !outbox_.empty()) {
     if (unsynced_ && !SyncStore()) {
       if (!outbox_.empty()) {
@@ -1008,24 +1129,30 @@ void Coordinator::Impl::FlushOutbox() {
       }
       return;
     }
-    std::vector<Outgoing> out;
-    out.swap(outbox_);  // a failure below may commit and send again: those queue behind
-    for (Outgoing& o : out) {
-      if (SendNow(*o.sock, o.identity, o.m)) continue;
-      if (o.sock == wsock_.get()) {
-        auto w = workers_.find(o.identity);
-        if (w != workers_.end() && !w->second.dead) {
-          WorkerDead(w->second,
-                     fmt::format("unreachable when sending {}", wire::CommandName(o.m.command)));
-        }
-      } else {
-        for (auto it = watchers_.begin(); it != watchers_.end();) {  // a watcher gone
-          auto& list = it->second;
-          list.erase(std::remove_if(list.begin(), list.end(),
-                                    [&](const auto& x) { return x.first == o.identity; }),
-                     list.end());
-          it = list.empty() ? watchers_.erase(it) : std::next(it);
-        }
+    std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()),
+                              std::make_move_iterator(outbox_.end()));
+    outbox_.clear();  // a failure below may commit and send again: those queue behind
+    Deliver(std::move(out));
+  }
+}
+
+// Sends held messages in order; one that fails is handled as a failed send is in Send.
+void Coordinator::Impl::Deliver(std::vector<Outgoing> out) {
+  for (Outgoing& o : out) {
+    if (SendNow(*o.sock, o.identity, o.m)) continue;
+    if (o.sock == wsock_.get()) {
+      auto w = workers_.find(o.identity);
+      if (w != workers_.end() && !w->second.dead) {
+        WorkerDead(w->second,
+                   fmt::format("unreachable when sending {}", wire::CommandName(o.m.command)));
+      }
+    } else {
+      for (auto it = watchers_.begin(); it != watchers_.end();) {  // a watcher gone
+        auto& list = it->second;
+        list.erase(std::remove_if(list.begin(), list.end(),
+                                  [&](const auto& x) { return x.first == o.identity; }),
+                   list.end());
+        it = list.empty() ? watchers_.erase(it) : std::next(it);
       }
     }
   }

@@ -139,7 +139,8 @@ std::string Metrics(const json& s) {
   out += fmt::format("vidfarm_store_commits_total {}\n", store.value("commits", uint64_t{0}));
   family("vidfarm_store_syncs_total", "counter", "WAL syncs (group commit).");
   out += fmt::format("vidfarm_store_syncs_total {}\n", store.value("syncs", uint64_t{0}));
-  family("vidfarm_store_seconds_total", "counter", "Coordinator time in store writes and syncs.");
+  family("vidfarm_store_seconds_total", "counter",
+         "Coordinator time in store writes (its loop) and WAL syncs (its syncer thread).");
   out +=
       fmt::format("vidfarm_store_seconds_total{{op=\"write\"}} {}\n", store.value("commit_s", 0.0));
   out += fmt::format("vidfarm_store_seconds_total{{op=\"sync\"}} {}\n", store.value("sync_s", 0.0));

@@ -84,11 +84,12 @@ struct CoordinatorOptions {
   // message cannot hold a task forever. Must exceed the longest sampler step (each step sends
   // PROGRESS). 0 = never.
   double lease_stall_seconds = 120;
-  // Default: true. Group commit: each transition is still one WriteBatch, written unsynced; the
-  // write-ahead log is synced once at the end of every loop round that wrote, and messages sent
-  // after a write (all but HEARTBEAT and PUT_ACK, and anything behind a held one) are held until
-  // that sync: nothing leaves before the state it could reveal is durable. false: every
-  // transition is synced on its own, messages go at once.
+  // Default: true. Group commit: each transition is still one WriteBatch, written unsynced; at the
+  // end of a loop round that wrote, a syncer thread syncs the write-ahead log (one sync at a time;
+  // the loop goes on receiving and writing meanwhile, and the next sync covers what it wrote).
+  // Messages sent after a write (all but HEARTBEAT and PUT_ACK, and anything behind a held one)
+  // are held until a sync that started after that write finishes: nothing leaves before the state
+  // it could reveal is durable. false: every transition is synced on its own, messages go at once.
   bool group_commit = true;
 };
 
