@@ -279,7 +279,7 @@ class Coordinator::Impl {
   int64_t sync_elapsed_us_ = 0;
   int sync_fd_ = -1;
   uint64_t commits_ = 0, syncs_ = 0;
-  int64_t commit_us_ = 0, sync_us_ = 0;  // time the loop spent in store writes and WAL syncs
+  int64_t commit_us_ = 0, sync_us_ = 0;  // time in store writes (the loop) and WAL syncs
 
   // Blob LRU for chunked downloads.
   std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru_;
@@ -1050,10 +1050,11 @@ bool Coordinator::Impl::RecvOne(zmq::socket_t& sock, bool is_api) {
 
 // Group commit's rule: a message leaves only after every transition committed before it is
 // durable, so no peer ever acts on state a crash could take back. Such messages wait in the
-// outbox for the round's one sync (FlushOutbox); once one waits, every later one waits behind it,
+// outbox for a sync that covers their commits (StartSync/FinishSync, or FlushOutbox's own sync
+// without the syncer thread); once one waits, every later one waits behind it,
 // so each peer sees messages in the order they were sent. HEARTBEAT and PUT_ACK (bytes held in
 // memory) reveal nothing stored and go at once when nothing waits. A held message counts as sent;
-// if it then fails, FlushOutbox does what a failed send does here.
+// if it then fails, Deliver does what a failed send does here.
 bool Coordinator::Impl::Send(zmq::socket_t& sock, const std::string& identity,
                              const wire::Message& m) {
   if (!outbox_.empty() || ((unsynced_ || syncing_) && m.command != Command::kHeartbeat &&
