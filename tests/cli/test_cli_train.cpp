@@ -99,7 +99,8 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   EXPECT_EQ(j["fidelity"].size(), 6u);  // every SR stage
   EXPECT_EQ(j["guidance"].size(), 14u);  // 7 weights x 2 thresholdings
   EXPECT_GT(j["default_render_seconds"].get<double>(), 0.0);
-  EXPECT_TRUE(j["v_vs_eps"].contains("skipped"));
+  // The committed ssr2 and ssr2-eps training logs feed it; without them it says it skipped.
+  EXPECT_TRUE(j["v_vs_eps"].is_object());
   for (const char* f : {"report.md", "alignment.png", "confusion_colour.png", "fidelity.png",
                         "guidance_alignment.png", "contact_0.png", "contact_1.png",
                         "videos/00.mp4"}) {
