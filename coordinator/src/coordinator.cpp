@@ -266,6 +266,7 @@ class Coordinator::Impl {
     wire::Message m;
   };
   std::deque<Outgoing> outbox_;
+  std::vector<Outgoing> TakeHeld(size_t n);
   void Deliver(std::vector<Outgoing> out);
   bool syncing_ = false;
   size_t covered_ = 0;
@@ -1105,19 +1106,13 @@ void Coordinator::Impl::FinishSync(bool wait) {
   ++syncs_;
   const size_t n = std::min(covered_, outbox_.size());
   covered_ = 0;
-  std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()),
-                            std::make_move_iterator(outbox_.begin() + static_cast<long>(n)));
-  outbox_.erase(outbox_.begin(), outbox_.begin() + static_cast<long>(n));
-  Deliver(std::move(out));
+  Deliver(TakeHeld(n));
 }
 
 void Coordinator::Impl::FlushOutbox() {
   if (syncer_.joinable()) {  // the syncer syncs; FinishSync sends what it covered
     if (!syncing_ && !unsynced_ && !outbox_.empty()) {  // held only behind earlier ones
-      std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()),
-                                std::make_move_iterator(outbox_.end()));
-      outbox_.clear();
-      Deliver(std::move(out));
+      Deliver(TakeHeld(outbox_.size()));
     }
     StartSync();
     return;
@@ -1130,11 +1125,16 @@ void Coordinator::Impl::FlushOutbox() {
       }
       return;
     }
-    std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()),
-                              std::make_move_iterator(outbox_.end()));
-    outbox_.clear();  // a failure below may commit and send again: those queue behind
-    Deliver(std::move(out));
+    Deliver(TakeHeld(outbox_.size()));  // a failure may commit and send again: those queue behind
   }
+}
+
+// Removes the first n held messages, for Deliver: what it sends meanwhile queues behind them.
+std::vector<Coordinator::Impl::Outgoing> Coordinator::Impl::TakeHeld(size_t n) {
+  const auto end = outbox_.begin() + static_cast<std::ptrdiff_t>(n);
+  std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()), std::make_move_iterator(end));
+  outbox_.erase(outbox_.begin(), end);
+  return out;
 }
 
 // Sends held messages in order; one that fails is handled as a failed send is in Send.
