@@ -63,7 +63,11 @@ int RunEval(const std::vector<std::string>& args) {
   flags.String("stages", 0, &fidelity_stages, "SR stages for the fidelity part, e.g. 2,3 (default: all)");
   flags.String("out", 'o', &o.out_dir, "output directory");
   flags.String("v-log", 0, &o.v_log,
-               "loss.csv of the v-prediction run of one SSR stage (default: training/<preset>/ssr2)");
+               "loss.csv of the v-prediction run of one SSR stage (default: training/<preset>/ssr2-v, "
+               "else ssr2)");
+  flags.String("v-skip-log", 0, &o.v_skip_log,
+               "a third curve: loss.csv of a v run with another output (default with the "
+               "defaults above: training/<preset>/ssr2, the shipped run)");
   flags.String("eps-log", 0, &o.eps_log, "loss.csv of its eps-prediction twin");
   flags.Uint64("seed", 's', &seed, "seed of the prompts, scenes and sampling");
   flags.String("device", 0, &device, "cpu | cuda | cuda:N");
@@ -110,11 +114,18 @@ int RunEval(const std::vector<std::string>& args) {
   // The shipped training runs sit in training/<preset>/ beside models/<preset>/.
   if (o.v_log.empty() && !o.models_dir.empty()) {
     const fs::path runs = fs::path(o.models_dir).parent_path().parent_path() / "training" / o.preset;
-    const fs::path v = runs / "ssr2" / "loss.csv";
+    // ssr2-v is the like-for-like twin of ssr2-eps (the same plain output); the shipped ssr2,
+    // whose output starts from the conditioning, is drawn beside them.
+    const fs::path shipped = runs / "ssr2" / "loss.csv";
+    const fs::path plain = runs / "ssr2-v" / "loss.csv";
     const fs::path e = runs / "ssr2-eps" / "loss.csv";
+    const fs::path v = fs::exists(plain) ? plain : shipped;
     if (fs::exists(v) && fs::exists(e)) {
       o.v_log = v.string();
       o.eps_log = e.string();
+      if (v != shipped && fs::exists(shipped) && o.v_skip_log.empty()) {
+        o.v_skip_log = shipped.string();
+      }
     }
   }
   std::string command = "vidfarm eval";

@@ -78,6 +78,9 @@ int RunTrain(const std::vector<std::string>& args) {
   flags.Double("cond-prior-std", 0, &o.cond_prior_std,
                "SR stages: the std of the output's prior around the conditioning (0 = the older "
                "cond_skip offset; negative = the preset's, or the checkpoint's on --resume)");
+  flags.Bool("plain-output", 0, &o.plain_output,
+             "SR stages: no output skip (cond_skip / cond_prior_std): the network predicts v "
+             "itself, like an eps run's network (for a like-for-like v-vs-eps comparison)");
   flags.Int("crop-frames", 0, &o.crop_frames, "random temporal crop length (0 = whole clip)");
   flags.Int("crop-h", 0, &o.crop_h, "random crop height (0 = the stage's default)");
   flags.Int("crop-w", 0, &o.crop_w, "random crop width (0 = the stage's default)");

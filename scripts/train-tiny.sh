@@ -34,9 +34,11 @@ plan=(
   "tsr4   4  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "tsr5   5  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "ssr6   6  8000   8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500 --lr-decay-from 6000"
-  # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again, eps-prediction, at a
-  # constant rate like ssr2's first 5000 steps.
+  # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again at a constant rate like
+  # ssr2's first 5000 steps, once eps-prediction and once v-prediction with the same plain output
+  # (no skip around the conditioning, which only the v parameterisation has).
   "ssr2-eps 2 3000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --prediction eps"
+  "ssr2-v   2 3000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --plain-output"
 )
 want=("$@")
 for row in "${plan[@]}"; do
@@ -44,7 +46,7 @@ for row in "${plan[@]}"; do
   if [[ ${#want[@]} -gt 0 && ! " ${want[*]} " =~ " $name " ]]; then continue; fi
   steps=$(python3 -c "print(max(1, int($steps * $scale)))")
   out="$root/models/tiny/$name"
-  [[ "$name" == *-eps ]] && out="$root/training/tiny/$name/package"
+  [[ "$name" == *-* ]] && out="$root/training/tiny/$name/package"  # comparison runs: not shipped
   # shellcheck disable=SC2086
   "$bin" train --stage "$stage" --preset tiny --data synth --steps "$steps" --batch "$batch" \
     --lr "$lr" --warmup 200 --bf16 --device "$device" --checkpoint-every 250 --log-every 50 \

@@ -75,6 +75,11 @@ TEST(CliTrain, BadFlagsAreUsageErrors) {
                  " --data " + ShellQuote(dir.path() + "/nothing"));
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("nothing"), std::string::npos) << r.out;
+  r = RunCommand(kBin + " train --stage 2 --steps 1 --plain-output --cond-prior-std 0.1 --out " +
+                 ShellQuote(dir.path() + "/p2"));
+  EXPECT_NE(r.code, 0);
+  EXPECT_NE(r.out.find("--plain-output and --cond-prior-std"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir.path() + "/p2"));
   EXPECT_EQ(RunCommand(kBin + " train --help").code, 0);
 }
 
@@ -106,6 +111,10 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   EXPECT_FALSE(ve["eps"].empty());
   EXPECT_TRUE(ve["eps_final_psnr"].is_number());
   EXPECT_TRUE(ve.contains("v_steps_to_reach_eps_final"));
+  // The like-for-like v twin (ssr2-v, plain output) against eps; the shipped ssr2 drawn beside.
+  EXPECT_NE(ve["v_log"].get<std::string>().find("ssr2-v"), std::string::npos) << ve["v_log"];
+  ASSERT_TRUE(ve["v_skip"].is_object()) << ve.dump();
+  EXPECT_FALSE(ve["v_skip"]["curve"].empty());
   for (const char* f : {"report.md", "alignment.png", "confusion_colour.png", "fidelity.png",
                         "guidance_alignment.png", "contact_0.png", "contact_1.png",
                         "videos/00.mp4"}) {

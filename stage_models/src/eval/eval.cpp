@@ -407,10 +407,19 @@ json VersusEps(const EvalOptions& o) {
       break;
     }
   }
-  json jv = json::array(), je = json::array();
-  for (const auto& [s, p] : v) jv.push_back({s, p});
-  for (const auto& [s, p] : e) je.push_back({s, p});
+  auto curve = [](const std::vector<std::pair<double, double>>& rows) {
+    json c = json::array();
+    for (const auto& [s, p] : rows) c.push_back({s, p});
+    return c;
+  };
+  json jv = curve(v), je = curve(e);
+  json skip = nullptr;
+  if (!o.v_skip_log.empty()) {
+    const auto vs = ReadPsnrCurve(o.v_skip_log);
+    if (!vs.empty()) skip = {{"log", o.v_skip_log}, {"curve", curve(vs)}};
+  }
   return {{"v_log", o.v_log},
+          {"v_skip", skip},
           {"eps_log", o.eps_log},
           {"v", jv},
           {"eps", je},
@@ -545,16 +554,23 @@ Status SaveFigures(const json& r, const std::vector<std::vector<Video>>& sheets,
     VF_RETURN_NOT_OK(SavePlotPng(p2, (out / "guidance_saturation.png").string()));
   }
   if (r["v_vs_eps"].contains("v")) {
-    Series v, e;
-    v.name = "v-prediction";
-    e.name = "eps-prediction";
-    for (const json& p : r["v_vs_eps"]["v"]) v.x.push_back(p[0]), v.y.push_back(p[1]);
-    for (const json& p : r["v_vs_eps"]["eps"]) e.x.push_back(p[0]), e.y.push_back(p[1]);
+    const json& ve = r["v_vs_eps"];
+    auto series = [](const char* name, const json& points) {
+      Series c;
+      c.name = name;
+      for (const json& p : points) c.x.push_back(p[0]), c.y.push_back(p[1]);
+      return c;
+    };
+    std::vector<Series> curves = {series("v-prediction", ve["v"]),
+                                  series("eps-prediction", ve["eps"])};
+    if (ve.contains("v_skip") && ve["v_skip"].is_object()) {
+      curves.push_back(series("v, output skip (shipped)", ve["v_skip"]["curve"]));
+    }
     LinePlotOptions lo;
     lo.title = "v vs eps prediction: held-out PSNR while training";
     lo.x_label = "training step";
     lo.y_label = "PSNR dB";
-    VF_ASSIGN_OR_RETURN(Video p, LinePlot({v, e}, lo));
+    VF_ASSIGN_OR_RETURN(Video p, LinePlot(curves, lo));
     VF_RETURN_NOT_OK(SavePlotPng(p, (out / "v_vs_eps.png").string()));
   }
   return Status::OK();
@@ -640,6 +656,13 @@ std::string Markdown(const json& r) {
                       "dB).\n\n![v vs eps](v_vs_eps.png)\n\n",
                       ve["eps_final_psnr"].get<double>(), ve["eps_final_step"].get<double>(),
                       ve["v_steps_to_reach_eps_final"].dump(), ve["v_final_psnr"].get<double>());
+    md += fmt::format("Logs: v `{}`, eps `{}`.", ve["v_log"].get<std::string>(),
+                      ve["eps_log"].get<std::string>());
+    if (ve["v_skip"].is_object()) {
+      md += fmt::format(" Also drawn: `{}`, a v run whose output starts from the conditioning.",
+                        ve["v_skip"]["log"].get<std::string>());
+    }
+    md += "\n\n";
   }
   md += "Contact sheets (one row per stage): ";
   for (int i = 0; i < r["contact_sheets"].get<int>(); ++i) {

@@ -151,7 +151,11 @@ Status Trainer::Init() {
     spec_.net.cond_skip = o.cond_prior_std == 0;  // 0: the older −σ·cond offset
     if (o.cond_prior_std == 0) spec_.net.cond_prior_blend = 0;
   }
-  if (o.prediction != Parameterization::kV) {  // both are v-space parameterizations
+  if (o.plain_output && o.cond_prior_std >= 0) {
+    return Status::InvalidArgument("--plain-output and --cond-prior-std exclude each other");
+  }
+  // Both skips are v-space parameterizations: an ε network predicts ε itself.
+  if (o.prediction != Parameterization::kV || o.plain_output) {
     spec_.net.cond_skip = false;
     spec_.net.cond_prior_std = 0;
     spec_.net.cond_prior_blend = 0;
@@ -233,7 +237,10 @@ Status Trainer::Init() {
 // weights, as in a model package: resuming without --cond-prior-std keeps the checkpoint's, even
 // where the preset has moved on; the architecture check in Resume() then compares the rest.
 void Trainer::AdoptCheckpointOutputSkip() {
-  if (!opt_.resume || opt_.cond_prior_std >= 0 || spec_.kind == StageKind::kBase) return;
+  if (!opt_.resume || opt_.cond_prior_std >= 0 || opt_.plain_output ||
+      spec_.kind == StageKind::kBase) {
+    return;
+  }
   std::ifstream latest(ckpt_dir_ / kLatestFile);
   std::string name;
   latest >> name;

@@ -47,6 +47,9 @@ struct EvalOptions {
   // loss.csv of the v and the ε training run of one SSR stage (with eval_psnr rows). Empty or
   // missing: that part of the report says so and is skipped.
   std::string v_log, eps_log;
+  // Optional third curve: a v run of the same stage with another output (the shipped model's skip
+  // around the conditioning), drawn beside the like-for-like pair.
+  std::string v_skip_log;
   StageRunnerOptions runner;
 };
 

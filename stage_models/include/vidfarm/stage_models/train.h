@@ -78,6 +78,9 @@ struct TrainOptions {
   // SR stages, >= 0: UNetConfig::cond_prior_std (0: cond_skip instead). Negative: the preset's,
   // or on resume the checkpoint's.
   double cond_prior_std = -1;
+  // SR stages: no output skip at all, the network's output is the v prediction itself, as an ε
+  // model's output always is the ε prediction (the like-for-like twin of an ε run).
+  bool plain_output = false;
   // Random crops (0 = the spec's: crop_h/crop_w for trained_on_crops stages, else none).
   int64_t crop_frames = 0, crop_h = 0, crop_w = 0;
   int64_t checkpoint_every = 200;
