@@ -29,6 +29,7 @@
 #include "vidfarm/coordinator/client.h"
 #include "vidfarm/coordinator/coordinator.h"
 #include "vidfarm/stage_models/cascade.h"
+#include "vidfarm/storage/store.h"
 #include "vidfarm/worker/worker.h"
 
 namespace vidfarm::cli {
@@ -579,6 +580,85 @@ double IdealMakespan(const std::vector<int64_t>& ms, const std::vector<int64_t>&
   return static_cast<double>(*std::max_element(ready.begin(), ready.end())) / 1e3;
 }
 
+// Where the farm's cost sits, from the run's own event log (times stamped at commit on the
+// coordinator): per stage, the mean lease time beyond the simulated work (ASSIGN delivery, input
+// fetch, output upload, the RESULT's store write) and the mean dispatch gap (a worker's last
+// RESULT stored, or the task's input stored if later, to its next lease committed).
+void PrintPipelineBreakdown(const std::string& db_path, const std::vector<int64_t>& ms) {
+  storage::StoreOptions so;
+  so.path = db_path;
+  so.create_if_missing = false;
+  auto store = storage::Store::Open(so);
+  if (!store.ok()) {
+    std::printf("breakdown    (event log unreadable: %s)\n", store.status().ToString().c_str());
+    return;
+  }
+  struct Times {
+    int64_t started = -1, done = -1;
+    std::string worker;
+  };
+  std::map<std::string, int64_t> submitted;
+  std::map<std::pair<std::string, int>, Times> tasks;  // (job, stage)
+  std::vector<storage::Event> events;
+  uint64_t after = 0;
+  do {
+    if (!(*store)->ReadEvents(after, 4096, &events).ok()) break;
+    for (const auto& e : events) {
+      after = e.seq;
+      if (e.type == "submitted") submitted[e.job_id] = e.time_us;
+      if (e.type != "stage_started" && e.type != "stage_done") continue;
+      Times& t = tasks[{e.job_id, e.data.value("stage", -1)}];
+      if (e.type == "stage_started") {
+        t.started = e.time_us;
+        t.worker = e.data.value("worker", "");
+      } else {
+        t.done = e.time_us;
+      }
+    }
+  } while (!events.empty());
+  std::printf("breakdown    per stage, mean ms: lease beyond the simulated work | dispatch gap\n");
+  std::printf("            ");
+  double total_over = 0, total_gap = 0;
+  for (int k = 0; k < static_cast<int>(ms.size()); ++k) {
+    double over = 0, gap = 0;
+    int n_over = 0, n_gap = 0;
+    std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> by_worker;  // start, ready
+    std::map<std::string, std::vector<int64_t>> done_by_worker;
+    for (const auto& [key, t] : tasks) {
+      if (key.second != k || t.started < 0 || t.done < 0) continue;
+      over += static_cast<double>(t.done - t.started) / 1e3 - static_cast<double>(ms[k]);
+      ++n_over;
+      int64_t ready = -1;
+      if (k == 0) {
+        auto it = submitted.find(key.first);
+        if (it != submitted.end()) ready = it->second;
+      } else {
+        auto it = tasks.find({key.first, k - 1});
+        if (it != tasks.end()) ready = it->second.done;
+      }
+      by_worker[t.worker].emplace_back(t.started, ready);
+      done_by_worker[t.worker].push_back(t.done);
+    }
+    for (auto& [w, starts] : by_worker) {
+      auto& dones = done_by_worker[w];
+      std::sort(starts.begin(), starts.end());
+      std::sort(dones.begin(), dones.end());
+      for (size_t i = 1; i < starts.size() && i - 1 < dones.size(); ++i) {
+        if (starts[i].second < 0) continue;
+        gap += static_cast<double>(starts[i].first - std::max(dones[i - 1], starts[i].second)) / 1e3;
+        ++n_gap;
+      }
+    }
+    const double mo = n_over ? over / n_over : 0, mg = n_gap ? gap / n_gap : 0;
+    total_over += over;
+    total_gap += gap;
+    std::printf(" %d: %.1f | %.1f", k, mo, mg);
+  }
+  std::printf("\n             sums over every task: %.0f ms in leases beyond the work, %.0f ms in "
+              "dispatch gaps\n",
+              total_over, total_gap);
+}
+
 int RunBenchPipeline(const std::vector<std::string>& args) {
   int64_t jobs = 20;
   std::string ms_text = "100,100,100,600,150,150,250", pools_text = "1,1,1,2,1,1,1";
@@ -724,6 +804,7 @@ int RunBenchPipeline(const std::vector<std::string>& args) {
         cs, cs / m_done * 100, ys, static_cast<unsigned long long>(st.value("syncs", uint64_t{0})));
   }
   finish();
+  PrintPipelineBreakdown(co.db_path, *ms);
   return 0;
 }
 

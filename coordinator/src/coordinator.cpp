@@ -127,7 +127,7 @@ class Coordinator::Impl {
   struct EncodeJob {
     std::string job_id;
     std::string format;
-    Video video;
+    std::shared_ptr<const std::string> video;  // the last stage's output as stored (wire codec)
   };
   struct EncodeDone {
     std::string job_id;
@@ -201,7 +201,7 @@ class Coordinator::Impl {
   void Dispatch(int stage);
   void FailLease(const std::string& lease_id, const std::string& error, bool retryable, Worker* w);
   void WorkerDead(Worker& w, const std::string& why);
-  void StartEncode(Job& job, Video video);
+  void StartEncode(Job& job, std::shared_ptr<const std::string> video);
   Result<std::shared_ptr<const std::string>> LoadBlob(const std::string& key);
   std::shared_ptr<const std::string> CacheBlob(const std::string& key, std::string bytes);
   Result<uint64_t> BlobSize(const std::string& key);
@@ -380,7 +380,9 @@ void Coordinator::Impl::EncoderMain() {
     static thread_local std::mt19937_64 rng{std::random_device{}()};
     const fs::path path = fs::temp_directory_path(ec) /
                           fmt::format("vidfarm-{}-{:x}.{}", job.job_id, rng(), job.format);
-    done.status = WriteVideo(job.video, path.string());
+    // Decoded here, not on the loop: the samples of a final video are its biggest copy.
+    auto video = wire::DecodeVideo(*job.video);
+    done.status = video.ok() ? WriteVideo(*video, path.string()) : video.status();
     if (done.status.ok()) {
       std::ifstream in(path, std::ios::binary);
       std::ostringstream ss;
@@ -458,9 +460,9 @@ Status Coordinator::Impl::Replay() {
     if (job.rec.stages_done == job.rec.num_stages) {
       // Crashed between the last stage and the final encode: encode again.
       auto bytes = store_->GetBlob(OutKey(id, job.rec.num_stages - 1));
-      auto video = bytes.ok() ? wire::DecodeVideo(*bytes) : Result<Video>(bytes.status());
+      auto video = bytes.ok() ? wire::VerifyVideo(*bytes) : Result<Video>(bytes.status());
       if (video.ok()) {
-        StartEncode(job, std::move(*video));
+        StartEncode(job, std::make_shared<const std::string>(std::move(*bytes)));
       } else {
         VF_LOG_ERROR("coordinator: job {}: last stage output unreadable: {}", id,
                      video.status().ToString());
@@ -794,7 +796,7 @@ void Coordinator::Impl::WorkerDead(Worker& w, const std::string& why) {
   }
 }
 
-void Coordinator::Impl::StartEncode(Job& job, Video video) {
+void Coordinator::Impl::StartEncode(Job& job, std::shared_ptr<const std::string> video) {
   job.encoding = true;
   std::lock_guard<std::mutex> lock(enc_mu_);
   enc_queue_.push_back({job.rec.id, job.spec.format, std::move(video)});
@@ -1601,12 +1603,11 @@ void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
   const int stage = l->stage;
   const auto tasks = l->tasks;
   auto data = TakeUploads(w.identity, m, tasks.size());
-  std::vector<Video> videos(tasks.size());
   Status bad = data.status();
   const auto& shape = table_[stage];
   for (size_t i = 0; bad.ok() && i < tasks.size(); ++i) {
     if (!tasks[i].second) continue;
-    auto v = wire::DecodeVideo((*data)[i]);
+    auto v = wire::VerifyVideo((*data)[i]);  // every check; the encoder decodes a final video
     if (!v.ok()) {
       bad = v.status();
     } else if (v->channels != 3 || v->frames != shape.frames || v->height != shape.height ||
@@ -1614,8 +1615,6 @@ void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
       bad = Status::InvalidArgument(
           fmt::format("output {} does not match stage {} ({}): 3x{}x{}x{}@{}fps", v->ShapeString(),
                       stage, shape.name, shape.frames, shape.height, shape.width, shape.fps));
-    } else {
-      videos[i] = std::move(*v);
     }
   }
   if (!bad.ok()) {
@@ -1628,7 +1627,7 @@ void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
   }
   const int64_t now = Now();
   Txn t{store_->NewTxn(), {}, {}, {}, {}};
-  std::vector<std::pair<std::string, size_t>> finals;  // job, index of the last-stage video
+  std::vector<std::string> finals;  // jobs whose last stage this was
   int done = 0;
   for (size_t i = 0; i < tasks.size(); ++i) {
     const std::string& job_id = tasks[i].first;
@@ -1663,7 +1662,7 @@ void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
       t.Task(next);
     } else {
       t.Event(job_id, "encoding", {{"format", job.spec.format}});
-      finals.emplace_back(job_id, i);
+      finals.push_back(job_id);
     }
     t.Job(rec);
     ++done;
@@ -1675,14 +1674,16 @@ void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
   }
   // The next stage's worker fetches this output at once: serve it from memory (the bytes just
   // stored, which the store checksummed) instead of reading it back and verifying it again.
+  std::map<std::string, std::shared_ptr<const std::string>> outputs;
   for (size_t i = 0; i < tasks.size(); ++i) {
-    if (tasks[i].second) CacheBlob(OutKey(tasks[i].first, stage), std::move((*data)[i]));
+    if (!tasks[i].second) continue;
+    outputs[tasks[i].first] = CacheBlob(OutKey(tasks[i].first, stage), std::move((*data)[i]));
   }
   leases_.erase(lease_id);
   w.leases.erase(lease_id);
   w.done += done;
   w.consecutive_failures = 0;
-  for (auto& [job_id, i] : finals) StartEncode(jobs_.at(job_id), std::move(videos[i]));
+  for (const auto& job_id : finals) StartEncode(jobs_.at(job_id), outputs.at(job_id));
 }
 
 void Coordinator::Impl::OnFail(Worker& w, const wire::Message& m) {
@@ -2188,9 +2189,9 @@ void Coordinator::Impl::OnJobControl(const std::string& id, const std::string& r
   }
   if (reencode) {
     auto bytes = store_->GetBlob(OutKey(rec.id, rec.num_stages - 1));
-    auto video = bytes.ok() ? wire::DecodeVideo(*bytes) : Result<Video>(bytes.status());
+    auto video = bytes.ok() ? wire::VerifyVideo(*bytes) : Result<Video>(bytes.status());
     if (video.ok()) {
-      StartEncode(jobs_.at(rec.id), std::move(*video));
+      StartEncode(jobs_.at(rec.id), std::make_shared<const std::string>(std::move(*bytes)));
     } else {
       VF_LOG_ERROR("coordinator: job {}: cannot re-encode: {}", rec.id, video.status().ToString());
     }

@@ -128,5 +128,45 @@ TEST(Wire, VideoCodecIsLosslessAndChecksummed) {
   EXPECT_EQ(old->data, v.data);
 }
 
+// Every finite binary16 value, worked out here with ldexp: such a video travels as VFH2 (2 bytes a
+// sample) and decodes to the same floats; one sample that is not a half keeps the whole video f32.
+TEST(Wire, VideoCodecSendsExactHalvesAtHalfTheBytes) {
+  std::vector<float> halves;
+  for (uint32_t h = 0; h < 0x10000; ++h) {
+    const uint32_t exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    if (exp == 0x1f) continue;  // inf and nan: a Video holds neither
+    const double mag = exp == 0 ? std::ldexp(man, -24) : std::ldexp(1024 + man, int(exp) - 25);
+    halves.push_back(static_cast<float>((h & 0x8000) ? -mag : mag));
+  }
+  ASSERT_EQ(halves.size(), 2u * 31 * 1024);
+  Video v(1, 1, 62, 1024, 24.0);
+  v.data = halves;
+  const std::string bytes = EncodeVideo(v);
+  EXPECT_EQ(bytes.substr(0, 4), "VFH2");
+  EXPECT_EQ(bytes.size(), 32 + 2 * halves.size());
+  auto back = DecodeVideo(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  for (size_t i = 0; i < halves.size(); ++i) {
+    ASSERT_EQ(std::signbit(back->data[i]), std::signbit(halves[i])) << i;
+    ASSERT_EQ(back->data[i], halves[i]) << i;
+  }
+  std::string flipped = bytes;
+  flipped[bytes.size() - 1] ^= 0x01;
+  EXPECT_EQ(DecodeVideo(flipped).status().code(), Status::Code::kCorruption);
+  EXPECT_FALSE(DecodeVideo(bytes.substr(0, bytes.size() - 2)).ok());
+
+  for (float odd : {1.0f + std::ldexp(1.0f, -11), std::ldexp(1.0f, -25), 65536.0f, 1e-30f}) {
+    Video w(1, 1, 1, 2, 24.0);
+    w.data = {0.5f, odd};
+    const std::string b = EncodeVideo(w);
+    EXPECT_EQ(b.substr(0, 4), "VFV2") << odd;
+    auto d = DecodeVideo(b);
+    ASSERT_TRUE(d.ok());
+    EXPECT_EQ(d->data, w.data);
+  }
+  // Asked for float32, a half-exact video stays float32.
+  EXPECT_EQ(EncodeVideo(v, VideoSamples::kFloat32).substr(0, 4), "VFV2");
+}
+
 }  // namespace
 }  // namespace vidfarm::wire

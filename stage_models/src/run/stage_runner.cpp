@@ -190,7 +190,9 @@ Result<std::vector<Video>> StageRunner::Run(const StageRequest& request, const S
     std::vector<int64_t> shape = {batch, s.net.channels, s.frames, s.height, s.width};
     VF_ASSIGN_OR_RETURN(torch::Tensor x, Sample(denoise, settings.sampler, shape, request.seed, s.index,
                                                 indices, options_.device, request.resume, hooks));
-    x = x.clamp(-1.0, 1.0).to(torch::kCPU, torch::kFloat32);
+    // Stage outputs are fp16 values (in float32): they travel and are stored at half the bytes
+    // (wire::EncodeVideo), and a direct render sees exactly what a farm's next stage decodes.
+    x = x.clamp(-1.0, 1.0).to(torch::kCPU, torch::kHalf).to(torch::kFloat32);
     std::vector<Video> out;
     for (int64_t b = 0; b < batch; ++b) {
       VF_ASSIGN_OR_RETURN(Video v, TensorToVideo(x[b], s.fps));

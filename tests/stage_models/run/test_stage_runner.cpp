@@ -4,6 +4,7 @@
 #include <cmath>
 #include <torch/torch.h>
 
+#include "vidfarm/common/wire.h"
 #include "vidfarm/stage_models/cascade.h"
 #include "vidfarm/stage_models/stage_runner.h"
 
@@ -64,6 +65,25 @@ TEST_F(StageRunnerTest, BaseStageShapeAndDeterminism) {
   auto c = runner->Run(req, s);
   ASSERT_TRUE(c.ok());
   EXPECT_FALSE(torch::equal(AsTensor(v), AsTensor(c->front())));
+}
+
+// Stage outputs are fp16 values, so the farm sends and stores them at 2 bytes a sample and a
+// direct render sees exactly what the next stage's worker decodes.
+TEST_F(StageRunnerTest, OutputsAreHalfValuesAndTravelAsHalves) {
+  auto runner = MakeRunner(0);
+  StageRequest req;
+  req.prompts = {"a blue square moving up"};
+  req.seed = 3;
+  auto out = runner->Run(req, Settings(runner->spec(), 2, "ddim"));
+  ASSERT_TRUE(out.ok()) << out.status().ToString();
+  const torch::Tensor x = AsTensor(out->front());
+  EXPECT_TRUE(torch::equal(x, x.to(torch::kHalf).to(torch::kFloat32)));
+  const std::string bytes = wire::EncodeVideo(out->front());
+  EXPECT_EQ(bytes.substr(0, 4), "VFH2");
+  EXPECT_EQ(bytes.size(), 32 + 2 * static_cast<size_t>(out->front().numel()));
+  auto back = wire::DecodeVideo(bytes);
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  EXPECT_EQ(back->data, out->front().data);
 }
 
 TEST_F(StageRunnerTest, BatchRowEqualsSingleSampleWithSameIndex) {

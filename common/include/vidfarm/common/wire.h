@@ -92,11 +92,18 @@ Result<int64_t> GetInt(const Message& m, const char* field);
 Result<std::string> GetString(const Message& m, const char* field);
 Result<double> GetDouble(const Message& m, const char* field);
 
-// Binary video codec for payloads and blobs: lossless float32, with a checksum over the samples.
+// Binary video codec for payloads and blobs: lossless, with a checksum over the sample bytes.
 //   "VFV2" | u32 channels | u32 frames | u32 height | u32 width | f64 fps | u32 crc32c | f32 data…
-// (little-endian). Also used for sampler checkpoints (the latent has a video's shape). Decoding
-// also reads "VFV1", the same layout with CRC-32 (IEEE), which databases written before hold.
-std::string EncodeVideo(const Video& v);
+//   "VFH2" | the same header                                               | f16 data…
+// (little-endian). A video whose every sample is exactly a binary16 value travels as VFH2, half
+// the bytes: stage outputs are (StageRunner rounds them to fp16), sampler checkpoints (the latent
+// has a video's shape) are not and stay f32. Decoding also reads "VFV1", the VFV2 layout with
+// CRC-32 (IEEE), which databases written before hold.
+enum class VideoSamples { kHalfWhenExact, kFloat32 };
+std::string EncodeVideo(const Video& v, VideoSamples samples = VideoSamples::kHalfWhenExact);
 Result<Video> DecodeVideo(std::string_view bytes);  // Corruption on any mismatch
+// Every check of DecodeVideo (header, size, checksum, channels, fps, finite samples) without
+// converting the samples: the Video it returns has the shape and fps, and no data.
+Result<Video> VerifyVideo(std::string_view bytes);
 
 }  // namespace vidfarm::wire
