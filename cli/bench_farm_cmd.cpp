@@ -103,14 +103,17 @@ Status WaitForWorkers(coordinator::Client& client, int n, int timeout_ms) {
 // bench dispatch
 
 // A no-op stage worker on its own DEALER socket and thread, speaking the worker protocol without
-// a model (the cheapest client that is still the real protocol): READY → ASSIGN → PUT of a
-// constant stage video → PUT_ACK → RESULT + READY. It keeps what the benchmark measures.
+// a model (the cheapest client that is still the real protocol): READY → ASSIGN → RESULT with a
+// constant stage video inline + READY, as `vidfarm worker` sends an output that fits in one chunk;
+// with `chunked`, PUT of the video → PUT_ACK → RESULT + READY. It keeps what the benchmark
+// measures.
 struct NoopWorker {
   struct Shared {
     std::string endpoint;
     std::string preset;
     CascadeStageShape shape{};
     std::string result;  // encoded output video of the stage
+    bool chunked = false;  // PUT the result before the RESULT instead of inline
     std::atomic<bool> stop{false};
     std::atomic<int64_t> results{0};   // RESULTs sent, all workers
     std::atomic<int64_t> errors{0};    // ERROR / CANCEL answers, all workers
@@ -181,6 +184,14 @@ struct NoopWorker {
               turnaround_us.push_back(static_cast<double>(t - ready_us));
             lease = m->header.value("lease", "");
             for (const auto& task : m->header["tasks"]) assigned.emplace_back(task["job"], t);
+            if (!shared->chunked) {
+              Send(sock, wire::Command::kResult, {{"lease", lease}, {"inline", true}},
+                   {shared->result});
+              shared->results.fetch_add(1);
+              Send(sock, wire::Command::kReady, ready);
+              ready_us = NowUs();
+              break;
+            }
             upload = fmt::format("noop-{}-{}", index, ++seq);
             Send(sock, wire::Command::kPut,
                  {{"upload", upload}, {"offset", 0}, {"total", shared->result.size()}},
@@ -210,14 +221,16 @@ struct NoopWorker {
 int RunBenchDispatch(const std::vector<std::string>& args) {
   int64_t tasks = 5000, workers = 8, batch = 500, latency_tasks = 500;
   double rate = 200;
-  bool per_transition = false;
+  bool per_transition = false, chunked = false;
   FlagSet flags(
       "vidfarm bench dispatch [--tasks 5000] [--workers 8] [--latency-tasks 500] [--rate 200]",
       "Tasks per second through the coordinator with a no-op stage. Starts a coordinator in\n"
       "this process on tcp://127.0.0.1 with a fresh RocksDB in a temp dir, and --workers\n"
       "no-op stage-0 workers (one thread and one DEALER socket each) that answer every\n"
-      "ASSIGN at once over the real protocol: PUT of a constant stage-0 video (23 KB for\n"
-      "tiny), PUT_ACK, RESULT, READY. Each job is one task for them (stages 1..6 have no\n"
+      "ASSIGN at once over the real protocol: a RESULT carrying a constant stage-0 video\n"
+      "inline (11.5 KB of fp16 for tiny, as `vidfarm worker` sends outputs that fit in one\n"
+      "chunk), then READY; with --chunked, PUT of the video, PUT_ACK, RESULT, READY (the\n"
+      "path of larger outputs). Each job is one task for them (stages 1..6 have no\n"
       "workers, so jobs stop there).\n"
       "\n"
       "Throughput: --tasks jobs submitted in SUBMITs of --batch; tasks/s = tasks / (first\n"
@@ -238,6 +251,7 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   flags.Int("latency-tasks", 0, &latency_tasks, "tasks for the latency run (0 = skip)");
   flags.Double("rate", 0, &rate, "submissions per second in the latency run");
   flags.Bool("per-transition", 0, &per_transition, "one synced commit per transition");
+  flags.Bool("chunked", 0, &chunked, "PUT each result in chunks before the RESULT (not inline)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
   if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 || !(rate > 0)) {
@@ -266,6 +280,7 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   shared.endpoint = (*coord)->worker_endpoint();
   shared.preset = "tiny";
   shared.shape = (*table)[0];
+  shared.chunked = chunked;
   shared.result = wire::EncodeVideo(
       Video(3, shared.shape.frames, shared.shape.height, shared.shape.width, shared.shape.fps));
   std::vector<NoopWorker> ws(static_cast<size_t>(workers));
@@ -285,10 +300,11 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   Status st = WaitForWorkers(**client, static_cast<int>(workers), 30000);
   if (!st.ok()) return finish(), Fail("bench", st.ToString());
 
-  std::printf("dispatch: %lld no-op stage-0 workers, coordinator on %s, %s\n",
+  std::printf("dispatch: %lld no-op stage-0 workers, coordinator on %s, %s; results %s\n",
               static_cast<long long>(workers), (*coord)->worker_endpoint().c_str(),
               per_transition ? "one synced commit per transition"
-                             : "group commit (WAL syncs on a syncer thread beside the loop)");
+                             : "group commit (WAL syncs on a syncer thread beside the loop)",
+              chunked ? "PUT in chunks first" : "inline in the RESULT");
   std::printf("%s\n", LoadLine().c_str());
 
   // Throughput.

@@ -39,6 +39,10 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.Int("checkpoint-every", 0, &checkpoint_every,
             "sampler steps between checkpoints (0 = never)");
   flags.String("id", 0, &o.worker_id, "worker id (default: host-pid-stage-random)");
+  bool chunked_uploads = false;
+  flags.Bool("chunked-uploads", 0, &chunked_uploads,
+             "PUT every result and checkpoint in chunks (default: those that fit in one 1 MiB\n"
+             "chunk travel inside the RESULT/CHECKPOINT message)");
   flags.Int("simulate-ms", 0, &simulate_ms,
             "benchmarks: host no model, answer each task after D ms with a zero video (-1 = off)");
   std::vector<std::string> positional;
@@ -53,6 +57,7 @@ int RunWorker(const std::vector<std::string>& args) {
   if (simulate_ms < -1 || simulate_ms > 3600000)
     return Fail("worker", "--simulate-ms must be in -1..3600000", 2);
   o.simulate_ms = static_cast<int>(simulate_ms);
+  o.inline_uploads = !chunked_uploads;
   auto dev = models::ParseDevice(device);
   if (!dev.ok()) return Fail("worker", dev.status().message(), 2);
   o.runner.device = *dev;

@@ -214,11 +214,11 @@ class Coordinator::Impl {
   void OnReady(const std::string& id, const wire::Message& m);
   Lease* CurrentLease(const std::string& id, const wire::Message& m);
   void OnProgress(Worker& w, const wire::Message& m);
-  void OnCheckpoint(Worker& w, const wire::Message& m);
-  void OnResult(Worker& w, const wire::Message& m);
+  void OnCheckpoint(Worker& w, wire::Message& m);
+  void OnResult(Worker& w, wire::Message& m);
   void OnFail(Worker& w, const wire::Message& m);
   void OnPut(const std::string& id, const wire::Message& m);
-  Result<std::vector<std::string>> TakeUploads(const std::string& id, const wire::Message& m,
+  Result<std::vector<std::string>> TakeUploads(const std::string& id, wire::Message& m,
                                                size_t count);
   bool UploadsLost(Worker& w, Lease& l, const wire::Message& m);
   void CheckStalledLeases(int64_t now);
@@ -312,6 +312,7 @@ Status Coordinator::Impl::Init() {
   storage::StoreOptions so;
   so.path = opts_.db_path;
   so.min_free_bytes = opts_.min_free_bytes;
+  so.buffer_wal = opts_.group_commit;  // nothing leaves before the sync that covers it
   VF_ASSIGN_OR_RETURN(store_, storage::Store::Open(so));
   queues_.assign(table_.size(), ReadyQueue(opts_.aging_seconds));
   dirty_.assign(table_.size(), true);
@@ -1444,9 +1445,33 @@ void Coordinator::Impl::OnProgress(Worker& w, const wire::Message& m) {
   }
 }
 
+// The bytes a CHECKPOINT or RESULT refers to: one upload per task, PUT in chunks before, or, for
+// small outputs, the message's own payload frames ("inline": true), which saves the PUT/PUT_ACK
+// round trip per task.
 Result<std::vector<std::string>> Coordinator::Impl::TakeUploads(const std::string& id,
-                                                                const wire::Message& m,
-                                                                size_t count) {
+                                                                wire::Message& m, size_t count) {
+  auto inl = m.header.find("inline");
+  if (inl != m.header.end()) {
+    const char* what = wire::CommandName(m.command);
+    if (!inl->is_boolean() || !inl->get<bool>()) {
+      return Status::InvalidArgument(fmt::format("{}: field 'inline' must be true", what));
+    }
+    if (m.header.contains("uploads")) {
+      return Status::InvalidArgument(fmt::format("{}: 'inline' and 'uploads' together", what));
+    }
+    if (m.payload.size() != count) {
+      return Status::InvalidArgument(fmt::format("{}: {} inline payloads for a lease of {} task(s)",
+                                                 what, m.payload.size(), count));
+    }
+    for (const std::string& p : m.payload) {
+      if (p.size() > opts_.max_upload_bytes) {
+        return Status::InvalidArgument(fmt::format(
+            "{}: inline payload of {} bytes exceeds the limit of {}", what, p.size(),
+            opts_.max_upload_bytes));
+      }
+    }
+    return std::move(m.payload);
+  }
   auto ups = m.header.find("uploads");
   if (ups == m.header.end() || !ups->is_array()) {
     return Status::InvalidArgument(
@@ -1488,7 +1513,9 @@ Result<std::vector<std::string>> Coordinator::Impl::TakeUploads(const std::strin
 // the worker uploads again. A RESULT gets 3 such answers, then the old rule (a bad result) holds.
 bool Coordinator::Impl::UploadsLost(Worker& w, Lease& l, const wire::Message& m) {
   auto ups = m.header.find("uploads");
-  if (ups == m.header.end() || !ups->is_array()) return false;  // TakeUploads says why
+  if (ups == m.header.end() || !ups->is_array() || m.header.contains("inline")) {
+    return false;  // TakeUploads says why, or takes the inline bytes
+  }
   std::string missing;
   for (const auto& u : *ups) {
     if (!u.is_string()) return false;
@@ -1550,7 +1577,7 @@ void Coordinator::Impl::CheckStalledLeases(int64_t now) {
   }
 }
 
-void Coordinator::Impl::OnCheckpoint(Worker& w, const wire::Message& m) {
+void Coordinator::Impl::OnCheckpoint(Worker& w, wire::Message& m) {
   auto step = wire::GetInt(m, "step");
   if (!step.ok()) return SendError(*wsock_, w.identity, "bad_request", step.status().message());
   Lease* l = CurrentLease(w.identity, m);
@@ -1595,7 +1622,7 @@ void Coordinator::Impl::OnCheckpoint(Worker& w, const wire::Message& m) {
   if (!st.ok()) SendError(*wsock_, w.identity, "storage", st.message(), {{"lease", l->id}});
 }
 
-void Coordinator::Impl::OnResult(Worker& w, const wire::Message& m) {
+void Coordinator::Impl::OnResult(Worker& w, wire::Message& m) {
   Lease* l = CurrentLease(w.identity, m);
   if (!l) return;
   if (UploadsLost(w, *l, m)) return;

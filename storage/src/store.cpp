@@ -266,8 +266,14 @@ struct Store::Rocks {
   rocksdb::ColumnFamilyHandle* events = nullptr;
   rocksdb::ColumnFamilyHandle* meta = nullptr;
 
+  bool buffer_wal = false;
+
   ~Rocks() {
     if (!db) return;
+    if (buffer_wal) {  // what is committed stays committed across a clean close
+      rocksdb::Status f = db->FlushWAL(/*sync=*/false);
+      if (!f.ok()) VF_LOG_WARN("storage: writing the log buffer at close: {}", f.ToString());
+    }
     for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
     rocksdb::Status s = db->Close();
     if (!s.ok()) VF_LOG_WARN("storage: closing the database: {}", s.ToString());
@@ -308,6 +314,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     db_opts.create_if_missing = options.create_if_missing;
     db_opts.create_missing_column_families = true;
     db_opts.keep_log_file_num = 4;
+    db_opts.manual_wal_flush = options.buffer_wal;
 
     rocksdb::ColumnFamilyOptions plain;
     rocksdb::ColumnFamilyOptions blobs = plain;
@@ -333,6 +340,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     }
 
     auto rocks = std::make_unique<Rocks>();
+    rocks->buffer_wal = options.buffer_wal;
     rocksdb::Status s = rocksdb::DB::Open(db_opts, options.path, cfs, &rocks->handles, &rocks->db);
     if (!s.ok()) return FromRocks(s, "storage: opening " + options.path);
     rocks->jobs = rocks->handles[1];
@@ -485,6 +493,9 @@ Status Store::Commit(WriteTxn&& txn, bool sync) {
     rocksdb::WriteOptions wo;
     wo.sync = sync;
     Status st = FromRocks(rocks_->db->Write(wo, &batch), "storage: commit");
+    if (st.ok() && sync && options_.buffer_wal) {  // the buffer holds earlier unsynced records
+      st = FromRocks(rocks_->db->FlushWAL(/*sync=*/true), "storage: commit");
+    }
     if (!st.ok()) {
       VF_LOG_ERROR("{}", st.ToString());
       return st;

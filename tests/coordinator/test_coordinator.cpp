@@ -361,6 +361,52 @@ TEST(Coordinator, SilentWorkerLosesLeaseAndTaskResumesElsewhereFromCheckpoint) {
   EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
 }
 
+// A CHECKPOINT or RESULT may carry its videos as payload frames ("inline": true) instead of
+// naming uploads: stored the same way; a wrong count or a bad flag is refused and changes nothing.
+TEST(Coordinator, InlineCheckpointAndResultAreStoredLikeUploads) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("inline")});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  const std::string lease = a.header["lease"];
+  const std::string latent = StageBytes(0, 0.3f);
+  auto refused = [&](json header, std::vector<std::string> payload, const std::string& why) {
+    w->Send(Command::kCheckpoint, std::move(header), std::move(payload));
+    wire::Message err;
+    ASSERT_TRUE(w->Expect(Command::kError, &err));
+    EXPECT_EQ(err.header["code"], "bad_request");
+    EXPECT_NE(err.header["error"].get<std::string>().find(why), std::string::npos)
+        << err.header.dump();
+  };
+  refused({{"lease", lease}, {"step", 3}, {"inline", false}}, {latent}, "'inline' must be true");
+  refused({{"lease", lease}, {"step", 3}, {"inline", true}}, {latent, latent}, "2 inline payloads");
+  refused({{"lease", lease}, {"step", 3}, {"inline", true}, {"uploads", {"u"}}}, {latent},
+          "together");
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["checkpoint_step"], 0);
+
+  w->Send(Command::kCheckpoint, {{"lease", lease}, {"step", 3}, {"inline", true}}, {latent});
+  const int64_t deadline = NowMs() + 3000;
+  while (NowMs() < deadline && farm.Job(ids[0])["tasks"][0]["checkpoint_step"] != 3) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["checkpoint_step"], 3);
+  EXPECT_EQ(w->Fetch(ids[0] + "/0/ckpt"), latent);
+
+  const std::string out = StageBytes(0, 0.25f);
+  w->Send(Command::kResult, {{"lease", lease}, {"inline", true}}, {out});
+  farm.WaitStagesDone(ids[0], 1, 3000);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "done");
+  auto next = farm.Worker(1);
+  next->Ready();
+  wire::Message b;
+  ASSERT_TRUE(next->Expect(Command::kAssign, &b));
+  EXPECT_EQ(b.header["tasks"][0]["input_bytes"].get<size_t>(), out.size());
+  EXPECT_EQ(next->Fetch(b.header["tasks"][0]["input_blob"]), out);
+}
+
 TEST(Coordinator, StaleAndDuplicateResultsAreDropped) {
   Farm farm;
   ASSERT_TRUE(farm.Start());

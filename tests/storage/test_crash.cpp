@@ -53,6 +53,7 @@ TEST(StorageCrashChild, DISABLED_Run) {
   StoreOptions o;
   o.path = dir;
   o.blob_chunk_bytes = 256;
+  o.buffer_wal = std::getenv("VF_CRASH_BUFFER_WAL") != nullptr;
   auto store = Store::Open(o);
   if (!store.ok()) _exit(3);
   int limit = std::atoi(k), fd = std::atoi(ack);
@@ -69,7 +70,8 @@ TEST(StorageCrashChild, DISABLED_Run) {
 }
 
 // Starts the child; returns its pid and the read end of the ack pipe.
-pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd, int group = 0) {
+pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd, int group = 0,
+                 bool buffer_wal = false) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
@@ -81,6 +83,7 @@ pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd, int group = 0)
     setenv("VF_CRASH_K", std::to_string(k).c_str(), 1);
     setenv("VF_CRASH_ACK_FD", std::to_string(fds[1]).c_str(), 1);
     if (group > 0) setenv("VF_CRASH_GROUP", std::to_string(group).c_str(), 1);
+    if (buffer_wal) setenv("VF_CRASH_BUFFER_WAL", "1", 1);
     // exec, so the child is a clean process (no inherited RocksDB threads or locks).
     execl("/proc/self/exe", "test_storage", "--gtest_filter=StorageCrashChild.DISABLED_Run",
           "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
@@ -145,10 +148,10 @@ TEST(StorageCrash, ChildKilledAfterKCommitsLeavesExactlyK) {
 // A child commits until killed (group = 0: every commit synced; else one Sync per `group`
 // unsynced commits); the kill lands anywhere, possibly inside a commit or a Sync. Every commit the
 // child acknowledged (after its sync) is there, and what is there is a whole prefix.
-void KillMidStreamAndCheck(int group) {
+void KillMidStreamAndCheck(int group, bool buffer_wal = false) {
   TempDir dir;
   int ack = -1;
-  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack, group);
+  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack, group, buffer_wal);
   ASSERT_GT(pid, 0);
   int acks = 0;
   char c;
@@ -176,10 +179,69 @@ TEST(StorageCrash, GroupCommitChildKilledMidStreamLeavesAWholePrefixWithEverySyn
   KillMidStreamAndCheck(5);
 }
 
+// The coordinator's setting under group commit: unsynced commits wait in RocksDB's WAL buffer.
+TEST(StorageCrash, BufferedWalChildKilledMidStreamLeavesAWholePrefixWithEverySyncedCommit) {
+  KillMidStreamAndCheck(5, /*buffer_wal=*/true);
+}
+
+// What buffer_wal changes: a process killed after unsynced commits leaves them in the page cache
+// without it (the reopened store has all 10), and loses them with it (only Sync writes the log).
+TEST(StorageCrash, BufferedWalKeepsUnsyncedCommitsInTheProcessUntilSync) {
+  for (bool buffer_wal : {false, true}) {
+    TempDir dir;
+    int ack = -1;
+    pid_t pid = SpawnChild(dir.db(), /*k=*/10, &ack, /*group=*/1000, buffer_wal);  // never syncs
+    ASSERT_GT(pid, 0);
+    char c;
+    while (read(ack, &c, 1) == 1) {
+    }
+    close(ack);
+    int status = 0;
+    ASSERT_EQ(waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "child exit status " << status;
+    StoreOptions o;
+    o.path = dir.db();
+    auto store = testing::OpenOrDie(o);
+    ASSERT_TRUE(store);
+    if (buffer_wal) {
+      EXPECT_TRUE(store->GetJob(kJobId).status().IsNotFound());
+      EXPECT_EQ(store->last_event_seq(), 0u);
+    } else {
+      ExpectStateAfter(*store, 10);
+    }
+  }
+}
+
+void UnsyncedCommitsAreReadableAtOnce(bool buffer_wal);
+
 TEST(StorageCrash, UnsyncedCommitsAreReadableAtOnceAndKeepEventOrder) {
+  for (bool buffer_wal : {false, true}) {
+    SCOPED_TRACE(buffer_wal ? "buffered WAL" : "WAL written per commit");
+    UnsyncedCommitsAreReadableAtOnce(buffer_wal);
+  }
+}
+
+// With buffer_wal the last commits are unsynced when the store closes: a clean close keeps them.
+TEST(StorageCrash, BufferedWalCommitsSurviveACleanClose) {
   TempDir dir;
   StoreOptions o;
   o.path = dir.db();
+  o.buffer_wal = true;
+  {
+    auto store = testing::OpenOrDie(o);
+    ASSERT_TRUE(store);
+    for (int i = 1; i <= 4; ++i) ASSERT_TRUE(CommitTransition(*store, i, /*sync=*/false).ok());
+  }
+  auto store = testing::OpenOrDie(o);
+  ASSERT_TRUE(store);
+  ExpectStateAfter(*store, 4);
+}
+
+void UnsyncedCommitsAreReadableAtOnce(bool buffer_wal) {
+  TempDir dir;
+  StoreOptions o;
+  o.path = dir.db();
+  o.buffer_wal = buffer_wal;
   {
     auto store = testing::OpenOrDie(o);
     ASSERT_TRUE(store);

@@ -295,11 +295,24 @@ class WorkerTest : public ::testing::Test {
     return v;
   }
 
-  // The decoded video behind the one upload a RESULT/CHECKPOINT names.
-  Video Uploaded(const Message& m, size_t i = 0) {
+  // The bytes of task i of a RESULT/CHECKPOINT: its inline payload frame, or the upload it names.
+  static std::string Bytes(const FakeCoordinator& f, const Message& m, size_t i = 0) {
+    if (m.header.value("inline", false)) {
+      EXPECT_FALSE(m.header.contains("uploads"));
+      EXPECT_GT(m.payload.size(), i);
+      return i < m.payload.size() ? m.payload[i] : std::string();
+    }
     const auto& ids = m.header.at("uploads");
     EXPECT_GT(ids.size(), i);
-    auto v = wire::DecodeVideo(fake_.uploads.at(ids.at(i).get<std::string>()));
+    return f.uploads.at(ids.at(i).get<std::string>());
+  }
+  static size_t Count(const Message& m) {
+    return m.header.value("inline", false) ? m.payload.size() : m.header.at("uploads").size();
+  }
+
+  // The decoded video behind task i of a RESULT/CHECKPOINT.
+  Video Uploaded(const Message& m, size_t i = 0) {
+    auto v = wire::DecodeVideo(Bytes(fake_, m, i));
     EXPECT_TRUE(v.ok()) << v.status().ToString();
     return v.ValueOr(Video());
   }
@@ -437,7 +450,7 @@ TEST_F(WorkerTest, ResumeFromCheckpointIsBitIdentical) {
     if (m.command == Command::kCheckpoint && m.header["step"] == 2) checkpoint = m;
   }
   ASSERT_TRUE(checkpoint) << "no CHECKPOINT at step 2";
-  const std::string ckpt = fake_.uploads.at(checkpoint->header["uploads"][0].get<std::string>());
+  const std::string ckpt = Bytes(fake_, *checkpoint);
   fake_.blobs["ckpt"] = ckpt;
   ASSERT_TRUE(fake_.Expect(Command::kReady));
 
@@ -739,7 +752,7 @@ TEST_F(WorkerTest, BatchOfTasksWithDifferentSeedsMatchesSingleRuns) {
   Assign("L-batch", 0, {TaskJson(0, a), tb});
   auto result = fake_.Expect(Command::kResult, milliseconds(60000));
   ASSERT_TRUE(result);
-  ASSERT_EQ(result->header["uploads"].size(), 2u);
+  ASSERT_EQ(Count(*result), 2u);
   EXPECT_TRUE(SameVideo(Uploaded(*result, 0), Direct(0, a)));
   EXPECT_TRUE(SameVideo(Uploaded(*result, 1), Direct(0, b)));
   EXPECT_EQ(w.worker().stats().done, 2);
@@ -779,7 +792,7 @@ TEST_F(WorkerTest, CancellingOneJobOfABatchKeepsTheOthers) {
   auto result = fake_.Expect(Command::kResult, milliseconds(60000));
   ASSERT_TRUE(result);
   for (const Message& m : fake_.seen) EXPECT_NE(m.command, Command::kReady);
-  ASSERT_EQ(result->header["uploads"].size(), 2u);  // one per task; the coordinator drops job-1's
+  ASSERT_EQ(Count(*result), 2u);  // one per task; the coordinator drops job-1's
   // Same seed and settings: one batched Run, whose rows match single runs to float tolerance.
   const Video kept = Uploaded(*result, 1), direct = Direct(0, b);
   ASSERT_EQ(kept.data.size(), direct.data.size());
@@ -857,6 +870,7 @@ TEST_F(WorkerTest, LostPutAckIsAnsweredByPuttingTheChunkAgain) {
 TEST_F(WorkerTest, ResultWhoseUploadWasLostIsUploadedAgain) {
   WorkerOptions o = Options(0);
   o.checkpoint_every = 0;
+  o.inline_uploads = false;  // a 12 KB output would travel inside the RESULT
   RunningWorker w(o, ctx_);
   ASSERT_TRUE(fake_.Expect(Command::kReady));
   const JobSpec spec = Spec(0, 2, 5, "a lost upload");
@@ -880,6 +894,46 @@ TEST_F(WorkerTest, ResultWhoseUploadWasLostIsUploadedAgain) {
   ASSERT_TRUE(ready);
   EXPECT_FALSE(ready->header.contains("lease"));
   EXPECT_EQ(w.worker().stats().done, 1);
+}
+
+// Outputs and checkpoints that fit in one chunk travel inside the RESULT/CHECKPOINT: no PUT, and
+// the same bytes as the chunked path, which --chunk-bytes smaller than the video still takes.
+TEST_F(WorkerTest, SmallOutputsTravelInsideTheResult) {
+  const JobSpec spec = Spec(0, 4, 11, "a green star rotating");
+  std::string inlined, chunked;
+  for (bool inline_uploads : {true, false}) {
+    WorkerOptions o = Options(0);
+    o.checkpoint_every = 2;
+    o.inline_uploads = inline_uploads;
+    fake_.seen.clear();
+    fake_.puts_received = 0;
+    RunningWorker w(o, ctx_);
+    ASSERT_TRUE(fake_.Expect(Command::kReady));
+    Assign(inline_uploads ? "L-inline" : "L-chunked", 0, {TaskJson(0, spec)});
+    auto result = fake_.Expect(Command::kResult, milliseconds(60000));
+    ASSERT_TRUE(result);
+    EXPECT_EQ(result->header.value("inline", false), inline_uploads);
+    EXPECT_EQ(Count(*result), 1u);
+    int checkpoints = 0;
+    for (const Message& m : fake_.seen) {
+      if (m.command != Command::kCheckpoint) continue;
+      ++checkpoints;
+      EXPECT_EQ(m.header.value("inline", false), inline_uploads);
+      EXPECT_EQ(Uploaded(m).frames, preset_.stages[0].frames);
+    }
+    EXPECT_GE(checkpoints, 1);
+    if (inline_uploads) {
+      EXPECT_EQ(fake_.puts_received, 0);
+      inlined = Bytes(fake_, *result);
+    } else {
+      EXPECT_GT(fake_.puts_received, 0);
+      chunked = Bytes(fake_, *result);
+    }
+    EXPECT_TRUE(SameVideo(Uploaded(*result), Direct(0, spec)));
+    ASSERT_TRUE(fake_.Expect(Command::kReady));
+    EXPECT_TRUE(w.Join().ok());
+  }
+  EXPECT_EQ(inlined, chunked);
 }
 
 }  // namespace

@@ -347,6 +347,9 @@ class Worker::Impl {
   }
 
   bool Send(Command c, nlohmann::json header, std::string payload = {}, bool with_payload = false);
+  bool SendMessage(const Message& m);
+  // A group whose bytes fit in one chunk travels inside its CHECKPOINT or RESULT ("inline").
+  bool Inlinable(const UploadGroup& g) const;
   void RetryStalledTransfers();
   void HandleUnknownUpload(const Message& m);
   void SendReady();
@@ -480,6 +483,11 @@ bool Worker::Impl::Send(Command c, nlohmann::json header, std::string payload, b
   m.command = c;
   m.header = std::move(header);
   if (with_payload) m.payload.push_back(std::move(payload));
+  return SendMessage(m);
+}
+
+bool Worker::Impl::SendMessage(const Message& m) {
+  const Command c = m.command;
   std::vector<std::string> frames = wire::Encode(m);
   std::vector<zmq::message_t> parts;
   parts.reserve(frames.size());
@@ -868,9 +876,30 @@ void Worker::Impl::QueueUploads(bool result, int step, std::vector<std::string> 
   PumpUploads();
 }
 
+bool Worker::Impl::Inlinable(const UploadGroup& g) const {
+  if (!opt.inline_uploads || g.started || g.uploads.empty() ||
+      g.uploads.size() > wire::DecodeLimits{}.max_payload_frames) {
+    return false;
+  }
+  size_t total = 0;
+  for (const Upload& u : g.uploads) total += u.data.size();
+  return total <= opt.chunk_bytes;
+}
+
 void Worker::Impl::PumpUploads() {
   while (lease_ && !lease_->uploads.empty()) {
     UploadGroup& g = lease_->uploads.front();
+    const bool inlined = Inlinable(g);
+    if (inlined) {
+      Message m;
+      m.command = g.result ? Command::kResult : Command::kCheckpoint;
+      m.header = {{"lease", lease_->id}, {"inline", true}};
+      if (!g.result) m.header["step"] = g.step;
+      for (const Upload& u : g.uploads) m.payload.push_back(u.data);
+      if (g.result) FlushProgress(/*force=*/true);
+      if (!SendMessage(m)) return;  // refused by a full queue: the next pump sends it again
+      for (Upload& u : g.uploads) u.next_offset = static_cast<int64_t>(u.data.size());
+    }
     int64_t unacked = 0;
     for (const Upload& u : g.uploads) unacked += static_cast<int64_t>(u.unacked.size());
     for (Upload& u : g.uploads) {
@@ -896,7 +925,8 @@ void Worker::Impl::PumpUploads() {
     for (const Upload& u : g.uploads) ids.push_back(u.id);
     // A refused send leaves the group in place: the next pump sends the message again.
     if (!g.result) {
-      if (!Send(Command::kCheckpoint, {{"lease", lease_->id}, {"step", g.step}, {"uploads", ids}}))
+      if (!inlined &&
+          !Send(Command::kCheckpoint, {{"lease", lease_->id}, {"step", g.step}, {"uploads", ids}}))
         return;
       std::vector<std::string> blobs;
       for (Upload& u : g.uploads) blobs.push_back(std::move(u.data));
@@ -904,8 +934,10 @@ void Worker::Impl::PumpUploads() {
       lease_->uploads.pop_front();
       continue;
     }
-    FlushProgress(/*force=*/true);
-    if (!Send(Command::kResult, {{"lease", lease_->id}, {"uploads", ids}})) return;
+    if (!inlined) {
+      FlushProgress(/*force=*/true);
+      if (!Send(Command::kResult, {{"lease", lease_->id}, {"uploads", ids}})) return;
+    }
     SentResult sent{lease_->id, lease_->tasks, {}};
     for (Upload& u : g.uploads) sent.blobs.push_back(std::move(u.data));
     sent_result_ = std::move(sent);

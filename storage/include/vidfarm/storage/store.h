@@ -61,6 +61,13 @@ struct StoreOptions {
   uint64_t min_blob_value_bytes = 64 << 10;
   // Default: null, meaning SystemClock(). Stamps event times and Store::NowMicros().
   std::shared_ptr<Clock> clock;
+  // Default: false. When true, an unsynced Commit appends its log record to RocksDB's in-memory
+  // WAL buffer only (manual_wal_flush), and Sync() writes the buffer and syncs it: one write(2)
+  // per group of commits instead of one per commit. For group commit, where nothing a commit
+  // changed is revealed before the Sync that covers it; an unsynced commit may then be lost
+  // with the process, not only with the machine. A synced Commit and closing the store write
+  // the buffer too.
+  bool buffer_wal = false;
 };
 
 // Collects one atomic transition; nothing is written until Store::Commit. Get one from

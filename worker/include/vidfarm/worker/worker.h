@@ -45,6 +45,10 @@ struct WorkerOptions {
   int fetch_credit = 8;
   // Default: 1 MiB. Size of FETCH requests and PUT chunks.
   size_t chunk_bytes = 1 << 20;
+  // Default: true. A CHECKPOINT or RESULT whose videos fit in one chunk carries them as payload
+  // frames ("inline") instead of PUTting them first: one message instead of a PUT/PUT_ACK round
+  // trip per task. false uploads everything in chunks (tests of the chunked path use it).
+  bool inline_uploads = true;
   // Default: 0 = 2 × heartbeat_ms × heartbeat_misses. A download or upload with requests
   // outstanding and no CHUNK / PUT_ACK for this long sends them again (a lost message must not
   // wedge a task; duplicates are harmless on both sides).
