@@ -41,8 +41,8 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.String("id", 0, &o.worker_id, "worker id (default: host-pid-stage-random)");
   bool chunked_uploads = false;
   flags.Bool("chunked-uploads", 0, &chunked_uploads,
-             "PUT every result and checkpoint in chunks (default: those that fit in one 1 MiB\n"
-             "chunk travel inside the RESULT/CHECKPOINT message)");
+             "PUT every result and checkpoint in chunks (default: those that fit in one "
+             "1 MiB chunk travel inside their RESULT/CHECKPOINT)");
   flags.Int("simulate-ms", 0, &simulate_ms,
             "benchmarks: host no model, answer each task after D ms with a zero video (-1 = off)");
   std::vector<std::string> positional;
