@@ -13,6 +13,8 @@
 //     total} + one data frame (like the ZeroMQ guide's credit-based file transfer).
 //   upload (worker → coordinator): the sender sends PUT {upload, offset, total} + one data frame,
 //     keeping at most `credit` un-acknowledged; the coordinator answers each with PUT_ACK.
+//     Videos that together fit in one chunk may instead ride in the CHECKPOINT or RESULT itself:
+//     {…, inline: true} + one data frame per task, no "uploads".
 //
 // Worker → coordinator: READY, HEARTBEAT, PROGRESS, CHECKPOINT, RESULT, FAIL, FETCH, PUT.
 // Coordinator → worker: ASSIGN, CANCEL, HEARTBEAT, DISCONNECT, CHUNK, PUT_ACK, ERROR.
@@ -41,7 +43,9 @@ enum class Command {
   kHeartbeat,   // {} (both directions)
   kProgress,    // {lease, step, steps}
   kCheckpoint,  // {lease, step, uploads:[upload per task]}: sampler latents already PUT
+                //   or {lease, step, inline:true} + one frame per task
   kResult,      // {lease, uploads:[upload per task]}: output videos already PUT
+                //   or {lease, inline:true} + one frame per task
   kFail,        // {lease, error, retryable}
   kFetch,       // {blob, offset, length} (also from clients)
   kPut,         // {upload, offset, total} + 1 data frame
