@@ -1,5 +1,7 @@
 #include "vidfarm/stage_models/ops.h"
 
+#include <ATen/Parallel.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -17,6 +19,33 @@ bool IsMeta(const torch::Tensor& t) { return t.device().is_meta(); }
 int64_t ConvOut(int64_t in, int64_t k, int64_t stride, int64_t pad) {
   return (in + 2 * pad - (k - 1) - 1) / stride + 1;
 }
+
+// Debian's LibTorch does its fp32 matrix products in OpenBLAS, which SetComputeThreads pins to one
+// thread (its own pool fights LibTorch's OpenMP team on two cores). Inference on the CPU instead
+// cuts the large products into blocks run on LibTorch's threads, one single-threaded BLAS call
+// each. Every block boundary follows from the shapes alone, never from the thread count, so the
+// numbers are the same with one thread or many (direct, farm and resumed renders stay identical).
+// With autograd recording (training) the products run whole, as LibTorch does them.
+bool SplitOnThreads(const torch::Tensor& x) {
+  return x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
+         !torch::GradMode::is_enabled();
+}
+
+// Runs fn(i) for i in [0, n) on LibTorch's threads, each under the caller's grad and inference
+// modes (they are thread-local and the pool's threads do not inherit them).
+template <typename Fn>
+void ParallelBlocks(int64_t n, const Fn& fn) {
+  const bool inference = c10::InferenceMode::is_enabled();
+  at::parallel_for(0, n, 1, [&](int64_t begin, int64_t end) {
+    c10::InferenceMode im(inference);
+    torch::NoGradGuard no_grad;
+    for (int64_t i = begin; i < end; ++i) fn(i);
+  });
+}
+
+// Multiply-adds per block of a split product: a few hundred microseconds of one core, enough to
+// amortise the call and small enough to give two threads several blocks each.
+constexpr int64_t kBlockMacs = int64_t{1} << 21;
 
 }  // namespace
 
@@ -101,16 +130,38 @@ torch::Tensor temporal_conv(const torch::Tensor& x, const torch::Tensor& w,
   }
   // Conv1d weight [Cout,Cin,k] -> [Cout, k*Cin] in the same tap-major order.
   const auto wm = w.permute({0, 2, 1}).reshape({w.size(0), k * w.size(1)});
-  auto out = torch::linear(stacked, wm, b);
-  const double macs = static_cast<double>(out.numel()) * static_cast<double>(k * w.size(1));
-  Count(2.0 * macs + (b.defined() ? static_cast<double>(out.numel()) : 0.0), out);
-  return out;
+  // ops::linear counts the same FLOPs (k·Cin multiply-adds per output) and splits the product
+  // across threads at inference.
+  return linear(stacked, wm, b);
 }
 
 torch::Tensor linear(const torch::Tensor& x, const torch::Tensor& w, const torch::Tensor& b) {
   TORCH_CHECK(x.size(-1) == w.size(1), "linear: input has ", x.size(-1),
               " features, weight expects ", w.size(1));
-  auto out = torch::linear(x, w, b);
+  torch::Tensor out;
+  const int64_t in = w.size(1), feats = w.size(0);
+  const int64_t rows = x.numel() / std::max<int64_t>(in, 1);
+  const int64_t block = std::max<int64_t>(16, kBlockMacs / std::max<int64_t>(in * feats, 1));
+  if (!IsMeta(x) && SplitOnThreads(x) && rows >= 2 * block) {
+    // Row blocks of x·wᵀ + b, each written in place into its rows of the output.
+    const auto x2 = x.reshape({rows, in}).contiguous();
+    const auto wt = w.t();
+    auto o2 = torch::empty({rows, feats}, x.options());
+    ParallelBlocks((rows + block - 1) / block, [&](int64_t i) {
+      const int64_t r0 = i * block, len = std::min(block, rows - r0);
+      auto o = o2.narrow(0, r0, len);
+      if (b.defined()) {
+        torch::addmm_out(o, b, x2.narrow(0, r0, len), wt);
+      } else {
+        torch::mm_out(o, x2.narrow(0, r0, len), wt);
+      }
+    });
+    auto sizes = x.sizes().vec();
+    sizes.back() = feats;
+    out = o2.view(sizes);
+  } else {
+    out = torch::linear(x, w, b);
+  }
   const double macs = static_cast<double>(out.numel()) * static_cast<double>(w.size(1));
   Count(2.0 * macs + (b.defined() ? static_cast<double>(out.numel()) : 0.0), out);
   return out;
@@ -157,20 +208,44 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
   auto slice = [](const torch::Tensor& t, int64_t i, int64_t len) {
     return t.size(0) == 1 ? t : t.narrow(0, i, len);  // broadcast along the batch stays put
   };
-  std::vector<torch::Tensor> outs;
-  const bool meta = IsMeta(q);  // shapes only (plan): no kernel runs
-  if (meta) outs.push_back(torch::empty({n, heads, lq, v.size(-1)}, q.options()));
-  for (int64_t i = 0; i < n && !meta; i += step) {
-    const int64_t len = std::min(step, n - i);
-    auto logits = torch::matmul(qs.narrow(0, i, len), kt.narrow(0, i, len));
-    if (bias.defined()) logits.add_(slice(bias, i, len));
+  // One block of samples [i, i+len) and query rows [r, r+rows): bias, mask and softmax applied to
+  // its logits in place.
+  auto block = [&](int64_t i, int64_t len, int64_t r, int64_t rows) {
+    auto rows_of = [&](const torch::Tensor& t) {
+      return rows == lq || t.size(-2) == 1 ? t : t.narrow(-2, r, rows);
+    };
+    auto logits = torch::matmul(rows_of(qs.narrow(0, i, len)), kt.narrow(0, i, len));
+    if (bias.defined()) logits.add_(rows_of(slice(bias, i, len)));
     if (mask.defined()) {
-      logits.masked_fill_(slice(mask, i, len).bitwise_not(),
+      logits.masked_fill_(rows_of(slice(mask, i, len)).bitwise_not(),
                           -std::numeric_limits<float>::infinity());
     }
-    outs.push_back(torch::matmul(torch::softmax(logits, -1), v.narrow(0, i, len)));
+    return torch::matmul(torch::softmax(logits, -1), v.narrow(0, i, len));
+  };
+  torch::Tensor out;
+  if (IsMeta(q)) {  // shapes only (plan): no kernel runs
+    out = torch::empty({n, heads, lq, v.size(-1)}, q.options());
+  } else if (SplitOnThreads(q)) {
+    // Inference: blocks of at most half the budget (two threads' blocks together stay
+    // cache-sized) and at least four of them where there are samples enough, across samples
+    // and, when one sample's logits exceed that, across query rows.
+    const int64_t half = budget / 2;
+    const int64_t per_row = heads * lk * static_cast<int64_t>(q.element_size());
+    const int64_t len =
+        std::clamp<int64_t>(half / std::max<int64_t>(per_sample, 1), 1, (n + 3) / 4);
+    const int64_t rows = len > 1 ? lq : std::clamp<int64_t>(half / std::max<int64_t>(per_row, 1), 1, lq);
+    const int64_t sample_blocks = (n + len - 1) / len, row_blocks = (lq + rows - 1) / rows;
+    out = torch::empty({n, heads, lq, v.size(-1)}, q.options());
+    ParallelBlocks(sample_blocks * row_blocks, [&](int64_t b) {
+      const int64_t i = (b / row_blocks) * len, r = (b % row_blocks) * rows;
+      const int64_t l = std::min(len, n - i), nr = std::min(rows, lq - r);
+      out.narrow(0, i, l).narrow(2, r, nr).copy_(block(i, l, r, nr));
+    });
+  } else {
+    std::vector<torch::Tensor> outs;
+    for (int64_t i = 0; i < n; i += step) outs.push_back(block(i, std::min(step, n - i), 0, lq));
+    out = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
   }
-  auto out = outs.size() == 1 ? outs[0] : torch::cat(outs, 0);
   const double nl = static_cast<double>(n * heads * lq * lk);
   // QK^T and PV: 2 FLOPs per multiply-add each; scale, bias, mask and softmax ~5 per logit.
   if (Counting()) {

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <limits>
+
 #include "vidfarm/stage_models/ops.h"
 
 namespace vidfarm::models {
@@ -65,6 +67,46 @@ TEST(Ops, AttentionMatchesManualSoftmax) {
   auto ks = k.index_select(2, idx), vs = v.index_select(2, idx);
   auto ref = torch::softmax(torch::matmul(q, ks.transpose(-2, -1)) / 2.0, -1).matmul(vs);
   EXPECT_TRUE(torch::allclose(y, ref, 1e-5, 1e-5));
+}
+
+
+// Inference splits large fp32 products into blocks on LibTorch's threads (ops.cpp). The blocks
+// follow the shapes only: one thread and two give the same bits, and both match the whole
+// products that run with autograd recording.
+TEST(Ops, InferenceBlocksMatchWholeProductsWithAnyThreadCount) {
+  torch::manual_seed(3);
+  const auto x = torch::randn({4, 1000, 64});  // 4000 rows: many row blocks
+  const auto w = torch::randn({192, 64}) * 0.1, b = torch::randn({192});
+  // Two samples of 1100 queries: one sample's logits exceed a block, so queries split too.
+  const auto q = torch::randn({2, 4, 1100, 16}), k = torch::randn({2, 4, 1100, 16}),
+             v = torch::randn({2, 4, 1100, 16});
+  const auto bias = torch::randn({1, 4, 1100, 1100});
+  const auto mask = (torch::rand({2, 1, 1, 1100}) > 0.2).index_put_({"...", 0}, true);
+  torch::Tensor whole_lin, whole_att;
+  {
+    torch::AutoGradMode grad(true);  // autograd on: the products run whole
+    whole_lin = ops::linear(x, w, b).detach();
+    whole_att = ops::attention(q, k, v, bias, mask).detach();
+  }
+  const int threads = at::get_num_threads();
+  std::vector<torch::Tensor> lin, att;
+  for (int n : {1, 2}) {
+    at::set_num_threads(n);
+    torch::NoGradGuard no_grad;
+    lin.push_back(ops::linear(x, w, b));
+    att.push_back(ops::attention(q, k, v, bias, mask));
+  }
+  at::set_num_threads(threads);
+  EXPECT_TRUE(torch::equal(lin[0], lin[1]));
+  EXPECT_TRUE(torch::equal(att[0], att[1]));
+  EXPECT_EQ(lin[0].sizes(), whole_lin.sizes());
+  EXPECT_TRUE(torch::allclose(lin[0], whole_lin, 1e-4, 1e-4));
+  EXPECT_TRUE(torch::allclose(att[0], whole_att, 1e-4, 1e-5));
+  // The manual formula, for the attention with bias and mask.
+  auto logits = torch::matmul(q, k.transpose(-2, -1)) / 4.0 + bias;
+  logits.masked_fill_(mask.logical_not(), -std::numeric_limits<float>::infinity());
+  EXPECT_TRUE(torch::allclose(att[0], torch::softmax(logits, -1).matmul(v), 1e-4, 1e-5));
+  EXPECT_TRUE(torch::allclose(lin[0], torch::linear(x, w, b), 1e-4, 1e-4));
 }
 
 }  // namespace
