@@ -25,9 +25,11 @@ device="${VIDFARM_DEVICE:-cpu}"
 # --lr-decay-from D: from step D to the row's steps the rate falls along a half cosine to 0.1 lr.
 # The committed ssr2, ssr3 and ssr6 ran at a constant rate (ssr2 to 3219, ssr3 to 6452, ssr6 to
 # 4258), then were resumed with the cooldown below: ssr2's held-out PSNR went 31.40 -> 31.96 dB
-# over its cooldown (5000 -> 6500), ssr6's 36.72 -> 36.95 (6000 -> 8000).
+# over its cooldown (5000 -> 6500), ssr6's 36.72 -> 36.95 (6000 -> 8000). The base ran at a
+# constant rate to 13085, then was resumed with its cooldown to 19000 (mean loss over the last
+# log windows 0.036 -> 0.029).
 plan=(
-  "base   0  20000  16  3e-4  --image-fraction 0.2"
+  "base   0  19000  16  3e-4  --image-fraction 0.2 --lr-decay-from 13085"
   "tsr1   1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
   "ssr2   2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
   "ssr3   3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"
