@@ -523,6 +523,10 @@ int RunRender(const std::vector<std::string>& args) {
   if (!dev.ok()) return Fail("render", dev.status().message(), 2);
   auto dt = models::ParseDType(a.dtype);
   if (!dt.ok()) return Fail("render", dt.status().message(), 2);
+  if (*dt == torch::kBFloat16) {
+    const std::string w = models::Bf16Warning(dev->is_cpu());
+    if (!w.empty()) VF_LOG_WARN("render --dtype bf16: {}", w);
+  }
   auto preset = models::GetPreset(a.preset);
   if (!preset.ok()) return Fail("render", preset.status().message(), 2);
   const int num_stages = static_cast<int>(preset->stages.size());

@@ -6,8 +6,11 @@
 #   scripts/train-tiny.sh [STAGE...]      # default: every stage, in cascade order
 #   VIDFARM_TRAIN_STEPS_SCALE=0.1 ...     # shorter runs (fraction of the step counts below)
 #   VIDFARM_DEVICE=cuda ...               # on a GPU
+#   VIDFARM_BF16=0|1 ...                  # force bf16 autocast off or on (default: auto)
 #
-# Every run uses bf16 autocast on the CPU (weights and optimizer state stay f32). On a shared
+# Runs use bf16 autocast (weights and optimizer state stay f32) on a GPU and on a CPU with bf16
+# units (avx512_bf16 or amx_bf16); on a CPU without them LibTorch emulates bf16 and the runs stay
+# in fp32, which is faster there. On a shared
 # 2-core machine, run two stages side by side with VIDFARM_THREADS=1 each: one OpenMP team of two
 # threads stalls badly whenever another process takes a core.
 set -euo pipefail
@@ -15,6 +18,15 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 bin="${VIDFARM_BIN:-$root/build/vidfarm}"
 scale="${VIDFARM_TRAIN_STEPS_SCALE:-1}"
 device="${VIDFARM_DEVICE:-cpu}"
+bf16="${VIDFARM_BF16:-auto}"
+if [[ "$bf16" == auto ]]; then
+  bf16=0
+  if [[ "$device" != cpu ]] || grep -qwE 'avx512_bf16|amx_bf16' /proc/cpuinfo 2>/dev/null; then
+    bf16=1
+  fi
+fi
+bf16_flag=()
+[[ "$bf16" == 1 ]] && bf16_flag=(--bf16)
 
 # name  stage  steps  batch  lr     extra flags
 # SR stages: lr 1e-3 (an A/B at 400 steps of ssr2: 18.8 dB held-out PSNR against 15.9 dB at 3e-4)
@@ -51,6 +63,6 @@ for row in "${plan[@]}"; do
   [[ "$name" == *-* ]] && out="$root/training/tiny/$name/package"  # comparison runs: not shipped
   # shellcheck disable=SC2086
   "$bin" train --stage "$stage" --preset tiny --data synth --steps "$steps" --batch "$batch" \
-    --lr "$lr" --warmup 200 --bf16 --device "$device" --checkpoint-every 250 --log-every 50 \
+    --lr "$lr" --warmup 200 "${bf16_flag[@]}" --device "$device" --checkpoint-every 250 --log-every 50 \
     --out "$out" --checkpoint-dir "$root/training/tiny/$name" --resume $extra
 done

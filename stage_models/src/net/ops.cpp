@@ -27,8 +27,7 @@ int64_t ConvOut(int64_t in, int64_t k, int64_t stride, int64_t pad) {
 // numbers are the same with one thread or many (direct, farm and resumed renders stay identical).
 // With autograd recording (training) the products run whole, as LibTorch does them.
 bool SplitOnThreads(const torch::Tensor& x) {
-  return x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
-         !torch::GradMode::is_enabled();
+  return x.device().is_cpu() && x.scalar_type() == torch::kFloat && !torch::GradMode::is_enabled();
 }
 
 // Runs fn(i) for i in [0, n) on LibTorch's threads, each under the caller's grad and inference
@@ -233,7 +232,8 @@ torch::Tensor attention(const torch::Tensor& q, const torch::Tensor& k, const to
     const int64_t per_row = heads * lk * static_cast<int64_t>(q.element_size());
     const int64_t len =
         std::clamp<int64_t>(half / std::max<int64_t>(per_sample, 1), 1, (n + 3) / 4);
-    const int64_t rows = len > 1 ? lq : std::clamp<int64_t>(half / std::max<int64_t>(per_row, 1), 1, lq);
+    const int64_t rows =
+        len > 1 ? lq : std::clamp<int64_t>(half / std::max<int64_t>(per_row, 1), 1, lq);
     const int64_t sample_blocks = (n + len - 1) / len, row_blocks = (lq + rows - 1) / rows;
     out = torch::empty({n, heads, lq, v.size(-1)}, q.options());
     ParallelBlocks(sample_blocks * row_blocks, [&](int64_t b) {

@@ -5,6 +5,9 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 
 namespace vidfarm::models {
@@ -50,6 +53,30 @@ int BlasThreads() {
   if (auto fn = Find<GetFn>("openblas_get_num_threads")) return fn();
   if (auto fn = Find<GetFn>("bli_thread_get_num_threads")) return fn();
   return -1;
+}
+
+bool CpuHasBf16() {
+  static const bool has = [] {
+    std::ifstream in("/proc/cpuinfo");
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.rfind("flags", 0) != 0) continue;  // the first processor's flags line
+      std::istringstream words(line);
+      std::string w;
+      while (words >> w) {
+        if (w == "avx512_bf16" || w == "amx_bf16") return true;
+      }
+      return false;
+    }
+    return false;  // not Linux on x86: no way to tell, so warn
+  }();
+  return has;
+}
+
+std::string Bf16Warning(bool on_cpu) {
+  if (!on_cpu || CpuHasBf16()) return {};
+  return "this CPU has no bf16 instructions (avx512_bf16 / amx_bf16): bf16 is emulated and "
+         "slower than fp32 here";
 }
 
 int SetComputeThreads(int threads) {

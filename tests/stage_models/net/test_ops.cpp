@@ -69,7 +69,6 @@ TEST(Ops, AttentionMatchesManualSoftmax) {
   EXPECT_TRUE(torch::allclose(y, ref, 1e-5, 1e-5));
 }
 
-
 // Inference splits large fp32 products into blocks on LibTorch's threads (ops.cpp). The blocks
 // follow the shapes only: one thread and two give the same bits, and both match the whole
 // products that run with autograd recording.

@@ -2,6 +2,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
+#include <sstream>
+#include <string>
+
 #include "vidfarm/stage_models/threads.h"
 
 namespace vidfarm::models {
@@ -26,6 +30,25 @@ TEST(ComputeThreads, ZeroMeansEveryAvailableCore) {
   EXPECT_GE(n, 1);
   EXPECT_EQ(torch::get_num_threads(), n);
   SetComputeThreads(1);
+}
+
+// The bf16 check reads the first "flags" line of /proc/cpuinfo; here the same file is read
+// another way (any line, substring search) and the two must agree.
+TEST(ComputeThreads, Bf16CheckMatchesCpuinfoAndWarnsOnlyWithoutIt) {
+  std::ifstream in("/proc/cpuinfo");
+  if (!in) GTEST_SKIP() << "no /proc/cpuinfo";
+  std::stringstream all;
+  all << in.rdbuf();
+  const std::string text = all.str();
+  if (text.find("flags") == std::string::npos) GTEST_SKIP() << "no x86 flags line";
+  const bool expected = text.find(" avx512_bf16") != std::string::npos ||
+                        text.find(" amx_bf16") != std::string::npos;
+  EXPECT_EQ(CpuHasBf16(), expected);
+  EXPECT_EQ(Bf16Warning(/*on_cpu=*/true).empty(), expected);
+  EXPECT_TRUE(Bf16Warning(/*on_cpu=*/false).empty());  // a GPU has its own bf16 story
+  if (!expected) {
+    EXPECT_NE(Bf16Warning(true).find("slower than fp32"), std::string::npos);
+  }
 }
 
 }  // namespace
