@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "commands.h"
+#include "vidfarm/stage_models/threads.h"
 
 namespace {
 
@@ -53,6 +54,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
+  vidfarm::models::KeepFreedMemory();  // before the first tensor: see threads.h
   if (command == "-h" || command == "--help" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

@@ -1,10 +1,12 @@
 #include "vidfarm/stage_models/threads.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sched.h>
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -53,6 +55,18 @@ int BlasThreads() {
   if (auto fn = Find<GetFn>("openblas_get_num_threads")) return fn();
   if (auto fn = Find<GetFn>("bli_thread_get_num_threads")) return fn();
   return -1;
+}
+
+bool KeepFreedMemory() {
+  const char* env = std::getenv("VIDFARM_MALLOC");
+  if (env != nullptr && std::string(env) == "default") return false;
+#if defined(__GLIBC__)
+  const bool ok = mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 &&
+                  mallopt(M_TOP_PAD, 64 << 20) == 1;
+  return ok;
+#else
+  return false;
+#endif
 }
 
 bool CpuHasBf16() {

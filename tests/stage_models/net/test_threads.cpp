@@ -1,7 +1,9 @@
 // SetComputeThreads: LibTorch's team gets the count, the BLAS library's own pool one thread.
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <torch/torch.h>
 
+#include <cstdlib>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -41,14 +43,29 @@ TEST(ComputeThreads, Bf16CheckMatchesCpuinfoAndWarnsOnlyWithoutIt) {
   all << in.rdbuf();
   const std::string text = all.str();
   if (text.find("flags") == std::string::npos) GTEST_SKIP() << "no x86 flags line";
-  const bool expected = text.find(" avx512_bf16") != std::string::npos ||
-                        text.find(" amx_bf16") != std::string::npos;
+  const bool expected =
+      text.find(" avx512_bf16") != std::string::npos || text.find(" amx_bf16") != std::string::npos;
   EXPECT_EQ(CpuHasBf16(), expected);
   EXPECT_EQ(Bf16Warning(/*on_cpu=*/true).empty(), expected);
   EXPECT_TRUE(Bf16Warning(/*on_cpu=*/false).empty());  // a GPU has its own bf16 story
   if (!expected) {
     EXPECT_NE(Bf16Warning(true).find("slower than fp32"), std::string::npos);
   }
+}
+
+TEST(ComputeThreads, KeepFreedMemoryAppliesUnlessAskedNotTo) {
+  ::setenv("VIDFARM_MALLOC", "default", 1);
+  EXPECT_FALSE(KeepFreedMemory());
+  ::unsetenv("VIDFARM_MALLOC");
+#if defined(__GLIBC__)
+  EXPECT_TRUE(KeepFreedMemory());
+  // A 64 MiB tensor now comes from the heap: glibc's count of mmapped bytes does not grow
+  // (with its defaults it grows by the block).
+  const size_t mapped_before = mallinfo2().hblkhd;
+  auto a = torch::ones({16 << 20});
+  EXPECT_EQ(mallinfo2().hblkhd, mapped_before);
+  EXPECT_EQ(a.sum().item<double>(), 16 << 20);
+#endif
 }
 
 }  // namespace

@@ -21,6 +21,14 @@ int BlasThreads();
 // Sets the BLAS library's thread count where a known control is loaded; false otherwise (tests).
 bool SetBlasThreads(int threads);
 
+// Makes glibc's malloc keep freed memory for reuse instead of handing every large tensor back to
+// the kernel: no mmap for big blocks (M_MMAP_MAX 0) and no trimming of the heap below a large
+// threshold. Each op of a stage allocates a fresh output of up to tens of MB, and with glibc's
+// defaults every one is a new mmap whose pages fault in and are zeroed (about 10 % of a render's
+// samples in `perf`). The process keeps its peak heap instead. Process-wide; call once at start.
+// VIDFARM_MALLOC=default leaves glibc's defaults. Returns whether the settings were applied.
+bool KeepFreedMemory();
+
 // True when this CPU has bf16 arithmetic (AVX512-BF16 or AMX-BF16, from /proc/cpuinfo's flags),
 // the units oneDNN uses for bf16 convolutions and matrix products. Without them LibTorch
 // emulates bf16 and it runs slower than fp32 (on a 2-core Xeon without them, `bench unet
