@@ -54,7 +54,12 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  vidfarm::models::KeepFreedMemory();  // before the first tensor: see threads.h
+  // The commands that run networks keep freed memory for their next tensors (threads.h). The
+  // coordinator, which may run for weeks, and the clients keep glibc's defaults.
+  if (command == "render" || command == "worker" || command == "train" || command == "eval" ||
+      command == "bench") {
+    vidfarm::models::KeepFreedMemory();
+  }
   if (command == "-h" || command == "--help" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

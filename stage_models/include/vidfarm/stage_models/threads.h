@@ -25,7 +25,8 @@ bool SetBlasThreads(int threads);
 // the kernel: no mmap for big blocks (M_MMAP_MAX 0) and no trimming of the heap below a large
 // threshold. Each op of a stage allocates a fresh output of up to tens of MB, and with glibc's
 // defaults every one is a new mmap whose pages fault in and are zeroed (about 10 % of a render's
-// samples in `perf`). The process keeps its peak heap instead. Process-wide; call once at start.
+// samples in `perf`). The process keeps its peak heap instead. Process-wide; call once at start
+// (the CLI does for render, worker, train, eval and bench).
 // VIDFARM_MALLOC=default leaves glibc's defaults. Returns whether the settings were applied.
 bool KeepFreedMemory();
 
