@@ -30,8 +30,9 @@ bool SplitOnThreads(const torch::Tensor& x) {
   return x.device().is_cpu() && x.scalar_type() == torch::kFloat && !torch::GradMode::is_enabled();
 }
 
-// Runs fn(i) for i in [0, n) on LibTorch's threads, each under the caller's grad and inference
-// modes (they are thread-local and the pool's threads do not inherit them).
+// Runs fn(i) for i in [0, n) on LibTorch's threads, each with grad off and the caller's inference
+// mode (both are thread-local, and the pool's threads do not inherit them). Only called with grad
+// off (SplitOnThreads).
 template <typename Fn>
 void ParallelBlocks(int64_t n, const Fn& fn) {
   const bool inference = c10::InferenceMode::is_enabled();
