@@ -18,7 +18,6 @@
 #include "vidfarm/coordinator/coordinator.h"
 #include "vidfarm/stage_models/bench.h"
 #include "vidfarm/stage_models/stage_runner.h"
-#include "vidfarm/stage_models/threads.h"
 #include "vidfarm/storage/store.h"
 
 namespace vidfarm::cli {
@@ -174,10 +173,7 @@ int RunBench(const std::vector<std::string>& args) {
   auto dev = models::ParseDevice(device);
   if (!dev.ok()) return Fail("bench", dev.status().message(), 2);
   o.device = *dev;
-  if (o.dtype == torch::kBFloat16) {
-    const std::string w = models::Bf16Warning(o.device.is_cpu());
-    if (!w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
-  }
+  if (o.dtype == torch::kBFloat16) WarnIfBf16Emulated("bench --dtype bf16", o.device.is_cpu());
 
   auto r = models::BenchUNet(o);
   if (!r.ok()) return Fail("bench", r.status().ToString());

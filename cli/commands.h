@@ -35,6 +35,9 @@ std::string DefaultModelsDir(const std::string& preset);
 int SetThreads(int64_t threads);
 // Prints "vidfarm <cmd>: <message>" to stderr and returns the exit code for the status.
 int Fail(const std::string& command, const std::string& message, int code = 1);
+// Prints "warning: <what>: ..." to stderr when bf16 is asked for on a CPU without bf16 units
+// (models::Bf16Warning).
+void WarnIfBf16Emulated(const std::string& what, bool on_cpu);
 
 class FlagSet;
 // Every command's prologue: parses flags into *positional; returns -1 to go on, else the exit

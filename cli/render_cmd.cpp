@@ -50,6 +50,11 @@ int Fail(const std::string& command, const std::string& message, int code) {
   return code;
 }
 
+void WarnIfBf16Emulated(const std::string& what, bool on_cpu) {
+  const std::string w = models::Bf16Warning(on_cpu);
+  if (!w.empty()) std::fprintf(stderr, "warning: %s: %s\n", what.c_str(), w.c_str());
+}
+
 int ParseOrExit(FlagSet& flags, const std::vector<std::string>& args, const char* command,
                 std::vector<std::string>* positional, size_t min_pos, size_t max_pos) {
   Status st = flags.Parse(args, positional);
@@ -523,10 +528,7 @@ int RunRender(const std::vector<std::string>& args) {
   if (!dev.ok()) return Fail("render", dev.status().message(), 2);
   auto dt = models::ParseDType(a.dtype);
   if (!dt.ok()) return Fail("render", dt.status().message(), 2);
-  if (*dt == torch::kBFloat16) {
-    const std::string w = models::Bf16Warning(dev->is_cpu());
-    if (!w.empty()) VF_LOG_WARN("render --dtype bf16: {}", w);
-  }
+  if (*dt == torch::kBFloat16) WarnIfBf16Emulated("render --dtype bf16", dev->is_cpu());
   auto preset = models::GetPreset(a.preset);
   if (!preset.ok()) return Fail("render", preset.status().message(), 2);
   const int num_stages = static_cast<int>(preset->stages.size());

@@ -10,7 +10,6 @@
 #include "flags.h"
 #include "vidfarm/common/log.h"
 #include "vidfarm/stage_models/stage_runner.h"
-#include "vidfarm/stage_models/threads.h"
 #include "vidfarm/stage_models/train.h"
 
 namespace vidfarm::cli {
@@ -106,10 +105,7 @@ int RunTrain(const std::vector<std::string>& args) {
   auto dev = models::ParseDevice(device);
   if (!dev.ok()) return Fail("train", dev.status().message(), 2);
   o.device = *dev;
-  if (o.bf16) {
-    const std::string w = models::Bf16Warning(o.device.is_cpu());
-    if (!w.empty()) std::fprintf(stderr, "warning: --bf16: %s\n", w.c_str());
-  }
+  if (o.bf16) WarnIfBf16Emulated("train --bf16", o.device.is_cpu());
   SetThreads(threads);
   g_stop.store(false);
   o.stop = &g_stop;
