@@ -96,6 +96,7 @@ class Coordinator::Impl {
   struct Job {
     JobRecord rec;
     JobSpec spec;
+    json spec_json;  // spec.ToJson(), made once: every ASSIGN of the job carries it
     std::vector<TaskRecord> tasks;
     std::vector<std::string> batch_keys;
     bool encoding = false;
@@ -136,18 +137,20 @@ class Coordinator::Impl {
   };
   // A store transition plus the in-memory records it produces (applied only after the commit).
   struct Txn {
+    explicit Txn(storage::WriteTxn wt) : w(std::move(wt)) {}
     storage::WriteTxn w;
     std::vector<JobRecord> jobs;
     std::vector<TaskRecord> tasks;
     std::vector<Evt> events;
     std::vector<std::string> blobs_changed;
-    void Job(const JobRecord& j) {
+    std::unordered_map<std::string, JobSpec> new_specs;  // jobs submitted by this Txn, parsed
+    void Job(JobRecord j) {  // callers move a record they are done with
       w.PutJob(j);
-      jobs.push_back(j);
+      jobs.push_back(std::move(j));
     }
-    void Task(const TaskRecord& t) {
+    void Task(TaskRecord t) {
       w.PutTask(t);
-      tasks.push_back(t);
+      tasks.push_back(std::move(t));
     }
     void Event(const std::string& job, const std::string& type, json data) {
       w.AppendEvent(job, type, data);
@@ -193,6 +196,7 @@ class Coordinator::Impl {
   // ---- state ----
   Status Replay();
   Job MakeJob(const JobRecord& rec, Status* st);
+  Job MakeJob(const JobRecord& rec, JobSpec spec);
   Status Apply(Txn& t);
   void Reindex(Job& job);
   void DetachTask(const std::string& lease_id, const std::string& job_id);
@@ -405,21 +409,29 @@ void Coordinator::Impl::EncoderMain() {
 // Replay
 
 Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, Status* st) {
-  Job job;
-  job.rec = rec;
   auto spec = JobSpec::FromJson(rec.spec);
   if (!spec.ok()) {
     *st = spec.status();
+    Job job;
+    job.rec = rec;
     return job;
   }
-  job.spec = *spec;
+  *st = Status::OK();
+  return MakeJob(rec, std::move(*spec));
+}
+
+// The in-memory job for a record whose spec is already parsed (and validated).
+Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, JobSpec spec) {
+  Job job;
+  job.rec = rec;
+  job.spec = std::move(spec);
+  job.spec_json = job.spec.ToJson();
   job.tasks.resize(rec.num_stages);
   for (int s = 0; s < rec.num_stages; ++s) {
     job.tasks[s].job_id = rec.id;
     job.tasks[s].stage = s;
     job.batch_keys.push_back(BatchKey(job.spec, s));
   }
-  *st = Status::OK();
   return job;
 }
 
@@ -504,7 +516,8 @@ Status Coordinator::Impl::Apply(Txn& t) {
     auto it = jobs_.find(j.id);
     if (it == jobs_.end()) {
       Status mst;
-      Job job = MakeJob(j, &mst);
+      auto known = t.new_specs.find(j.id);
+      Job job = known != t.new_specs.end() ? MakeJob(j, std::move(known->second)) : MakeJob(j, &mst);
       it = jobs_.emplace(j.id, std::move(job)).first;
     } else {
       it->second.rec = j;
@@ -604,7 +617,7 @@ void Coordinator::Impl::Dispatch(int stage) {
     json tasks;
   };
   std::vector<Pending> pending;
-  Txn t{store_->NewTxn(), {}, {}, {}, {}};
+  Txn t(store_->NewTxn());
   const int64_t now = Now();
   while (!idle.empty() && !q.empty()) {
     auto wit = workers_.find(idle.front());
@@ -641,7 +654,7 @@ void Coordinator::Impl::Dispatch(int stage) {
         JobRecord rec = job.rec;
         rec.state = JobState::kRunning;
         rec.updated_us = now;
-        t.Job(rec);
+        t.Job(std::move(rec));
       }
       t.Event(job.rec.id, "stage_started",
               {{"stage", stage},
@@ -671,7 +684,7 @@ void Coordinator::Impl::Dispatch(int stage) {
                          {"seed", job.spec.seed},
                          {"prompt", job.spec.prompt},
                          {"sample_index", 0},
-                         {"spec", job.spec.ToJson()},
+                         {"spec", job.spec_json},
                          {"input_blob", task.input_blob},
                          {"input_bytes", input_bytes},
                          {"checkpoint", checkpoint}});
@@ -712,7 +725,7 @@ void Coordinator::Impl::FailLease(const std::string& lease_id, const std::string
   if (it == leases_.end()) return;
   Lease lease = it->second;
   const int64_t now = Now();
-  Txn t{store_->NewTxn(), {}, {}, {}, {}};
+  Txn t(store_->NewTxn());
   for (const auto& [job_id, active] : lease.tasks) {
     if (!active) continue;
     Job& job = jobs_.at(job_id);
@@ -822,7 +835,7 @@ void Coordinator::Impl::DrainEncodes() {
       continue;
     }
     const int64_t now = Now();
-    Txn t{store_->NewTxn(), {}, {}, {}, {}};
+    Txn t(store_->NewTxn());
     JobRecord rec = job.rec;
     rec.updated_us = rec.finished_us = now;
     std::string final_key;
@@ -831,7 +844,7 @@ void Coordinator::Impl::DrainEncodes() {
       Status put = t.PutBlob(final_key, d.bytes);
       if (!put.ok()) {
         d.status = put;
-        t = Txn{store_->NewTxn(), {}, {}, {}, {}};
+        t = Txn(store_->NewTxn());
       }
     }
     if (!d.status.ok()) {
@@ -1591,7 +1604,7 @@ void Coordinator::Impl::OnCheckpoint(Worker& w, wire::Message& m) {
                      {{"lease", l->id}});
   }
   const auto& shape = table_[l->stage];
-  Txn t{store_->NewTxn(), {}, {}, {}, {}};
+  Txn t(store_->NewTxn());
   for (size_t i = 0; i < l->tasks.size(); ++i) {
     if (!l->tasks[i].second) continue;
     auto v = wire::DecodeVideo((*data)[i]);
@@ -1653,7 +1666,7 @@ void Coordinator::Impl::OnResult(Worker& w, wire::Message& m) {
     return;
   }
   const int64_t now = Now();
-  Txn t{store_->NewTxn(), {}, {}, {}, {}};
+  Txn t(store_->NewTxn());
   std::vector<std::string> finals;  // jobs whose last stage this was
   int done = 0;
   for (size_t i = 0; i < tasks.size(); ++i) {
@@ -1675,7 +1688,7 @@ void Coordinator::Impl::OnResult(Worker& w, wire::Message& m) {
     task.step = task.steps;
     task.error.clear();
     task.updated_us = now;
-    t.Task(task);
+    t.Task(std::move(task));
     JobRecord rec = job.rec;
     rec.stages_done = stage + 1;
     rec.updated_us = now;
@@ -1686,12 +1699,12 @@ void Coordinator::Impl::OnResult(Worker& w, wire::Message& m) {
       next.state = TaskState::kReady;
       next.input_blob = key;
       next.updated_us = now;
-      t.Task(next);
+      t.Task(std::move(next));
     } else {
       t.Event(job_id, "encoding", {{"format", job.spec.format}});
       finals.push_back(job_id);
     }
-    t.Job(rec);
+    t.Job(std::move(rec));
     ++done;
   }
   Status st = Apply(t);
@@ -1925,7 +1938,7 @@ void Coordinator::Impl::OnSubmit(const std::string& id, const std::string& rid,
                     "disk full, new jobs are refused: " + space.message());
   }
   const int64_t now = Now();
-  Txn t{store_->NewTxn(), {}, {}, {}, {}};
+  Txn t(store_->NewTxn());
   json ids = json::array();
   for (const auto& spec : specs) {
     JobRecord rec;
@@ -1937,7 +1950,6 @@ void Coordinator::Impl::OnSubmit(const std::string& id, const std::string& rid,
     rec.num_stages = static_cast<int>(table_.size());
     rec.created_us = rec.updated_us = now;
     rec.keep_intermediates = spec.keep_intermediates;
-    t.Job(rec);
     for (int s = 0; s < rec.num_stages; ++s) {
       TaskRecord task;
       task.job_id = rec.id;
@@ -1946,10 +1958,12 @@ void Coordinator::Impl::OnSubmit(const std::string& id, const std::string& rid,
       task.priority = rec.priority;
       task.submit_seq = rec.submit_seq;
       task.updated_us = now;
-      t.Task(task);
+      t.Task(std::move(task));
     }
     t.Event(rec.id, "submitted", {{"priority", rec.priority}, {"preset", spec.preset}});
     ids.push_back(rec.id);
+    t.new_specs.emplace(rec.id, spec);
+    t.Job(std::move(rec));
   }
   Status st = Apply(t);
   if (!st.ok()) {
@@ -2123,7 +2137,7 @@ void Coordinator::Impl::OnJobControl(const std::string& id, const std::string& r
                                                           : "retried"));
   };
   const int64_t now = Now();
-  Txn t{store_->NewTxn(), {}, {}, {}, {}};
+  Txn t(store_->NewTxn());
   JobRecord rec = job.rec;
   rec.updated_us = now;
   std::vector<std::pair<std::string, std::string>> cancels;  // identity, lease

@@ -411,13 +411,14 @@ Status Store::LoadMeta() {
 Result<uint64_t> Store::StoredChunkCount(const std::string& key) const {
   std::string v;
   rocksdb::Status s = rocks_->db->Get(rocksdb::ReadOptions(), rocks_->blobs, ManifestKey(key), &v);
-  if (!s.IsNotFound()) {
-    VF_RETURN_NOT_OK(FromRocks(s, fmt::format("storage: reading manifest of blob '{}'", key)));
-    auto m = DecodeManifest(v, key);
-    if (m.ok()) return m->chunks;
-    VF_LOG_WARN("storage: {}; scanning for its chunks instead", m.status().message());
-  }
-  // No (usable) manifest: count stray chunks so nothing is left behind.
+  // No manifest, no chunks: Commit writes and deletes a blob's chunks in the batch that writes
+  // or deletes its manifest. (A new key, the common case, so no iterator is opened for it.)
+  if (s.IsNotFound()) return uint64_t{0};
+  VF_RETURN_NOT_OK(FromRocks(s, fmt::format("storage: reading manifest of blob '{}'", key)));
+  auto m = DecodeManifest(v, key);
+  if (m.ok()) return m->chunks;
+  VF_LOG_WARN("storage: {}; scanning for its chunks instead", m.status().message());
+  // An unreadable manifest: count its chunks so nothing is left behind.
   uint64_t count = 0;
   std::string lo = ChunkKey(key, 0), hi = ChunkKey(key, kMaxBlobChunks - 1);
   std::unique_ptr<rocksdb::Iterator> it(
