@@ -43,9 +43,47 @@ Run `vidfarm COMMAND --help` for a command's flags. Every flag can also be set t
 environment as VIDFARM_<FLAG> (e.g. VIDFARM_THREADS=2, VIDFARM_COORDINATOR=tcp://host:5556).
 )";
 
-}  // namespace
+// Every command once: its runner and whether it runs networks. Those keep freed memory for
+// their next tensors (threads.h); the coordinator, which may run for weeks, and the clients keep
+// glibc's defaults.
+struct Command {
+  const char* name;
+  int (*run)(const std::vector<std::string>& args);
+  bool runs_networks;
+};
 
-int Dispatch(const std::string& command, const std::vector<std::string>& args);
+int RunCancel(const std::vector<std::string>& a) {
+  return vidfarm::cli::RunJobControl("cancel", a);
+}
+int RunPause(const std::vector<std::string>& a) { return vidfarm::cli::RunJobControl("pause", a); }
+int RunResume(const std::vector<std::string>& a) {
+  return vidfarm::cli::RunJobControl("resume", a);
+}
+int RunRetry(const std::vector<std::string>& a) { return vidfarm::cli::RunJobControl("retry", a); }
+
+constexpr Command kCommands[] = {
+    {"render", vidfarm::cli::RunRender, true},
+    {"train", vidfarm::cli::RunTrain, true},
+    {"eval", vidfarm::cli::RunEval, true},
+    {"bench", vidfarm::cli::RunBench, true},
+    {"worker", vidfarm::cli::RunWorker, true},
+    {"plan", vidfarm::cli::RunPlan, false},
+    {"synth", vidfarm::cli::RunSynth, false},
+    {"analyze", vidfarm::cli::RunAnalyze, false},
+    {"coordinator", vidfarm::cli::RunCoordinator, false},
+    {"submit", vidfarm::cli::RunSubmit, false},
+    {"status", vidfarm::cli::RunStatus, false},
+    {"list", vidfarm::cli::RunList, false},
+    {"watch", vidfarm::cli::RunWatch, false},
+    {"fetch", vidfarm::cli::RunFetch, false},
+    {"cancel", RunCancel, false},
+    {"pause", RunPause, false},
+    {"resume", RunResume, false},
+    {"retry", RunRetry, false},
+    {"workers", vidfarm::cli::RunWorkers, false},
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -54,12 +92,6 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   std::vector<std::string> args(argv + 2, argv + argc);
-  // The commands that run networks keep freed memory for their next tensors (threads.h). The
-  // coordinator, which may run for weeks, and the clients keep glibc's defaults.
-  if (command == "render" || command == "worker" || command == "train" || command == "eval" ||
-      command == "bench") {
-    vidfarm::models::KeepFreedMemory();
-  }
   if (command == "-h" || command == "--help" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;
@@ -68,34 +100,17 @@ int main(int argc, char** argv) {
     std::printf("vidfarm %s\n", VIDFARM_VERSION);
     return 0;
   }
-  try {
-    return Dispatch(command, args);
-  } catch (const std::exception& e) {
-    // A malformed answer from a peer (or a bug) must end with a message, not an abort.
-    std::fprintf(stderr, "vidfarm %s: unexpected error: %s\n", command.c_str(), e.what());
-    return 1;
+  for (const Command& c : kCommands) {
+    if (command != c.name) continue;
+    if (c.runs_networks) vidfarm::models::KeepFreedMemory();
+    try {
+      return c.run(args);
+    } catch (const std::exception& e) {
+      // A malformed answer from a peer (or a bug) must end with a message, not an abort.
+      std::fprintf(stderr, "vidfarm %s: unexpected error: %s\n", command.c_str(), e.what());
+      return 1;
+    }
   }
-}
-
-int Dispatch(const std::string& command, const std::vector<std::string>& args) {
-  if (command == "render") return vidfarm::cli::RunRender(args);
-  if (command == "plan") return vidfarm::cli::RunPlan(args);
-  if (command == "train") return vidfarm::cli::RunTrain(args);
-  if (command == "eval") return vidfarm::cli::RunEval(args);
-  if (command == "synth") return vidfarm::cli::RunSynth(args);
-  if (command == "analyze") return vidfarm::cli::RunAnalyze(args);
-  if (command == "bench") return vidfarm::cli::RunBench(args);
-  if (command == "coordinator") return vidfarm::cli::RunCoordinator(args);
-  if (command == "worker") return vidfarm::cli::RunWorker(args);
-  if (command == "submit") return vidfarm::cli::RunSubmit(args);
-  if (command == "status") return vidfarm::cli::RunStatus(args);
-  if (command == "list") return vidfarm::cli::RunList(args);
-  if (command == "watch") return vidfarm::cli::RunWatch(args);
-  if (command == "fetch") return vidfarm::cli::RunFetch(args);
-  if (command == "cancel" || command == "pause" || command == "resume" || command == "retry") {
-    return vidfarm::cli::RunJobControl(command, args);
-  }
-  if (command == "workers") return vidfarm::cli::RunWorkers(args);
   std::fprintf(stderr, "vidfarm: unknown command '%s'\n\n%s", command.c_str(), kUsage);
   return 2;
 }

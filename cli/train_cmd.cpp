@@ -86,8 +86,7 @@ int RunTrain(const std::vector<std::string>& args) {
   flags.Int("crop-w", 0, &o.crop_w, "random crop width (0 = the stage's default)");
   flags.Int("checkpoint-every", 0, &o.checkpoint_every, "steps between checkpoints");
   flags.Int("log-every", 0, &o.log_every, "steps between progress lines");
-  flags.Int("eval-every", 0, &o.eval_every,
-            "steps between held-out PSNR evaluations (0 = off)");
+  flags.Int("eval-every", 0, &o.eval_every, "steps between held-out PSNR evaluations (0 = off)");
   flags.Int("eval-examples", 0, &o.eval_examples, "held-out examples per evaluation");
   flags.Uint64("seed", 0, &seed, "seed of the data stream and of every random draw");
   flags.String("device", 0, &device, "cpu | cuda | cuda:N");
@@ -116,7 +115,8 @@ int RunTrain(const std::vector<std::string>& args) {
                o.preset.c_str(), o.stage, o.out.c_str(), o.data.c_str(),
                static_cast<long long>(o.batch), torch::get_num_threads(), dev->str().c_str());
   auto result = models::Train(o, [&](const models::TrainProgress& p) {
-    const double eta = p.steps_per_s > 0 ? static_cast<double>(p.steps - p.step) / p.steps_per_s : -1;
+    const double eta =
+        p.steps_per_s > 0 ? static_cast<double>(p.steps - p.step) / p.steps_per_s : -1;
     std::string eval;
     if (p.eval_psnr >= 0) {
       eval = fmt::format("  held-out PSNR {:.2f} dB", p.eval_psnr);
@@ -124,8 +124,7 @@ int RunTrain(const std::vector<std::string>& args) {
     }
     std::fprintf(stderr, "step %lld/%lld  loss %.5f  %.2f steps/s  elapsed %s  eta %s%s\n",
                  static_cast<long long>(p.step), static_cast<long long>(p.steps), p.loss_avg,
-                 p.steps_per_s, Duration(p.elapsed_s).c_str(), Duration(eta).c_str(),
-                 eval.c_str());
+                 p.steps_per_s, Duration(p.elapsed_s).c_str(), Duration(eta).c_str(), eval.c_str());
   });
   std::signal(SIGINT, SIG_DFL);
   std::signal(SIGTERM, SIG_DFL);

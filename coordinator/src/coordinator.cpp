@@ -144,7 +144,8 @@ class Coordinator::Impl {
     std::vector<Evt> events;
     std::vector<std::string> blobs_changed;
     std::unordered_map<std::string, JobSpec> new_specs;  // jobs submitted by this Txn, parsed
-    void Job(JobRecord j) {  // callers move a record they are done with
+    // Job and Task take their record by value: callers move one they are done with.
+    void Job(JobRecord j) {
       w.PutJob(j);
       jobs.push_back(std::move(j));
     }
@@ -517,7 +518,8 @@ Status Coordinator::Impl::Apply(Txn& t) {
     if (it == jobs_.end()) {
       Status mst;
       auto known = t.new_specs.find(j.id);
-      Job job = known != t.new_specs.end() ? MakeJob(j, std::move(known->second)) : MakeJob(j, &mst);
+      Job job =
+          known != t.new_specs.end() ? MakeJob(j, std::move(known->second)) : MakeJob(j, &mst);
       it = jobs_.emplace(j.id, std::move(job)).first;
     } else {
       it->second.rec = j;

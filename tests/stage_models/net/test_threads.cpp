@@ -54,6 +54,19 @@ TEST(ComputeThreads, Bf16CheckMatchesCpuinfoAndWarnsOnlyWithoutIt) {
 }
 
 TEST(ComputeThreads, KeepFreedMemoryAppliesUnlessAskedNotTo) {
+  const char* users = std::getenv("VIDFARM_MALLOC");  // put back as it was at the end
+  const std::string saved = users ? users : "";
+  struct Restore {
+    bool had;
+    std::string value;
+    ~Restore() {
+      if (had) {
+        ::setenv("VIDFARM_MALLOC", value.c_str(), 1);
+      } else {
+        ::unsetenv("VIDFARM_MALLOC");
+      }
+    }
+  } restore{users != nullptr, saved};
   ::setenv("VIDFARM_MALLOC", "default", 1);
   EXPECT_FALSE(KeepFreedMemory());
   ::unsetenv("VIDFARM_MALLOC");
