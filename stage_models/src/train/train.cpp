@@ -95,6 +95,8 @@ class Trainer {
   Status WriteLossFiles();
   Result<std::pair<double, double>> Evaluate();
   nlohmann::json Provenance() const;
+  nlohmann::json LrSegment() const;
+  void NoteLrSegment();
   double LearningRate(int64_t step) const { return ScheduledLearningRate(opt_, step); }
 
   TrainOptions opt_;
@@ -113,6 +115,9 @@ class Trainer {
   std::vector<std::string> csv_rows_;  // loss.csv rows (without the header)
   double last_loss_avg_ = 0;
   uint64_t noise_seed_ = 0;
+  // The learning-rate schedule as run: one segment per change of rate, warmup or cooldown across
+  // resumes, each with the steps it covered ("from", and "until" once a later one took over).
+  nlohmann::json lr_history_ = nlohmann::json::array();
 };
 
 Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& options) {
@@ -225,12 +230,37 @@ Status Trainer::Init() {
         "choose another --checkpoint-dir / remove that directory to start over",
         ckpt_dir_.string()));
   }
+  NoteLrSegment();
   std::error_code ec;
   fs::create_directories(ckpt_dir_, ec);
   if (ec) {
     return Status::IOError(fmt::format("cannot create {}: {}", ckpt_dir_.string(), ec.message()));
   }
   return Status::OK();
+}
+
+nlohmann::json Trainer::LrSegment() const {
+  nlohmann::json seg = {{"lr", opt_.lr}, {"warmup", opt_.warmup}};
+  if (opt_.lr_decay_from >= 0) {
+    seg["cooldown_from"] = opt_.lr_decay_from;
+    seg["cooldown_to"] = opt_.steps;
+    seg["lr_final"] = opt_.lr_final;
+  }
+  return seg;
+}
+
+// Starts a new segment at step_ when this run's schedule differs from the last one recorded.
+void Trainer::NoteLrSegment() {
+  nlohmann::json seg = LrSegment();
+  if (!lr_history_.empty()) {
+    nlohmann::json last = lr_history_.back();
+    last.erase("from");
+    last.erase("until");
+    if (last == seg) return;
+    lr_history_.back()["until"] = step_;
+  }
+  seg["from"] = step_;
+  lr_history_.push_back(std::move(seg));
 }
 
 // The SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend) goes with the
@@ -319,6 +349,12 @@ Status Trainer::Resume() {
   }
   step_ = state.value("step", int64_t{0});
   elapsed_before_ = state.value("elapsed_s", 0.0);
+  if (state.contains("lr_history") && state["lr_history"].is_array()) {
+    lr_history_ = state["lr_history"];
+  } else if (step_ > 0) {  // a checkpoint from before the history was kept
+    lr_history_ = nlohmann::json::array(
+        {{{"from", 0}, {"until", step_}, {"note", "not recorded by the checkpoint"}}});
+  }
   // The loss log keeps the rows up to the checkpoint; later ones are recomputed.
   std::ifstream csv(ckpt_dir_ / kLossCsv);
   std::string line;
@@ -504,6 +540,7 @@ nlohmann::json Trainer::Provenance() const {
                                                          opt_.lr_final, opt_.lr_decay_from)
                                            : std::string(),
                    opt_.grad_clip, opt_.ema_decay)},
+      {"lr_history", lr_history_},
       {"cond_dropout", opt_.cond_dropout},
       {"image_fraction", data_->supports_images() ? opt_.image_fraction : 0.0},
       {"aug_t_max", spec_.kind == StageKind::kBase ? 0.0 : opt_.aug_t_max},
@@ -601,7 +638,8 @@ Status Trainer::SaveCheckpoint() {
                           {"seed", opt_.seed},
                           {"data", opt_.data},
                           {"architecture", spec_.net.ToJson()},
-                          {"lr", opt_.lr}};
+                          {"lr", opt_.lr},
+                          {"lr_history", lr_history_}};
   VF_RETURN_NOT_OK(WriteTextFileAtomic(tmp / "state.json", state.dump(2) + "\n"));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);

@@ -126,6 +126,35 @@ TEST_F(TrainTest, ResumeRepeatsTheSameSteps) {
   EXPECT_EQ(rows, 4);
 }
 
+// The package says how the rate went across resumes: one segment per schedule, with its steps.
+TEST_F(TrainTest, PackageRecordsTheLearningRateScheduleAcrossResumes) {
+  testing::TempDir dir;
+  TrainOptions a = SmallRun(dir.path());
+  a.steps = 2;
+  ASSERT_TRUE(Train(a).ok());
+  TrainOptions longer = a;  // a constant rate run further: the same segment
+  longer.resume = true;
+  longer.steps = 3;
+  ASSERT_TRUE(Train(longer).ok());
+  TrainOptions cooled = longer;  // a new rate and a cooldown: a new segment from step 3
+  cooled.steps = 5;
+  cooled.lr = 5e-4;
+  cooled.lr_decay_from = 3;
+  ASSERT_TRUE(Train(cooled).ok());
+  std::ifstream in(cooled.out + "/config.json");
+  const auto h = nlohmann::json::parse(in)["provenance"]["lr_history"];
+  ASSERT_EQ(h.size(), 2u) << h.dump();
+  EXPECT_EQ(h[0]["from"], 0);
+  EXPECT_EQ(h[0]["until"], 3);
+  EXPECT_EQ(h[0]["lr"], 1e-3);
+  EXPECT_FALSE(h[0].contains("cooldown_from"));
+  EXPECT_EQ(h[1]["from"], 3);
+  EXPECT_FALSE(h[1].contains("until"));
+  EXPECT_EQ(h[1]["lr"], 5e-4);
+  EXPECT_EQ(h[1]["cooldown_from"], 3);
+  EXPECT_EQ(h[1]["cooldown_to"], 5);
+}
+
 TEST_F(TrainTest, RefusesToOverwriteOrMismatchACheckpoint) {
   testing::TempDir dir;
   TrainOptions o = SmallRun(dir.path());
