@@ -61,9 +61,8 @@ bool KeepFreedMemory() {
   const char* env = std::getenv("VIDFARM_MALLOC");
   if (env != nullptr && std::string(env) == "default") return false;
 #if defined(__GLIBC__)
-  const bool ok = mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 &&
-                  mallopt(M_TOP_PAD, 64 << 20) == 1;
-  return ok;
+  return mallopt(M_MMAP_MAX, 0) == 1 && mallopt(M_TRIM_THRESHOLD, 1 << 30) == 1 &&
+         mallopt(M_TOP_PAD, 64 << 20) == 1;
 #else
   return false;
 #endif

@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 
@@ -54,19 +55,17 @@ TEST(ComputeThreads, Bf16CheckMatchesCpuinfoAndWarnsOnlyWithoutIt) {
 }
 
 TEST(ComputeThreads, KeepFreedMemoryAppliesUnlessAskedNotTo) {
-  const char* users = std::getenv("VIDFARM_MALLOC");  // put back as it was at the end
-  const std::string saved = users ? users : "";
-  struct Restore {
-    bool had;
-    std::string value;
+  struct Restore {  // puts the caller's VIDFARM_MALLOC back, however the test ends
+    std::optional<std::string> saved;
     ~Restore() {
-      if (had) {
-        ::setenv("VIDFARM_MALLOC", value.c_str(), 1);
+      if (saved) {
+        ::setenv("VIDFARM_MALLOC", saved->c_str(), 1);
       } else {
         ::unsetenv("VIDFARM_MALLOC");
       }
     }
-  } restore{users != nullptr, saved};
+  } restore;
+  if (const char* users = std::getenv("VIDFARM_MALLOC")) restore.saved = users;
   ::setenv("VIDFARM_MALLOC", "default", 1);
   EXPECT_FALSE(KeepFreedMemory());
   ::unsetenv("VIDFARM_MALLOC");
