@@ -114,6 +114,7 @@ struct NoopWorker {
     CascadeStageShape shape{};
     std::string result;  // encoded output video of the stage
     bool chunked = false;  // PUT the result before the RESULT instead of inline
+    int max_leases = 2;    // READY's max_leases: 1 + prefetch
     std::atomic<bool> stop{false};
     std::atomic<int64_t> results{0};   // RESULTs sent, all workers
     std::atomic<int64_t> errors{0};    // ERROR / CANCEL answers, all workers
@@ -154,13 +155,14 @@ struct NoopWorker {
         {"preset", shared->preset},
         {"model_sha256", "noop"},
         {"max_batch", 1},
+        {"max_leases", shared->max_leases},
         {"shape",
          {{"frames", sh.frames}, {"height", sh.height}, {"width", sh.width}, {"fps", sh.fps}}}};
     Send(sock, wire::Command::kReady, ready);
     int64_t ready_us = NowUs();
     int64_t next_heartbeat = ready_us + 500000;
     uint64_t seq = 0;
-    std::string lease, upload;
+    std::map<std::string, std::string> uploading;  // upload id → lease (chunked)
     while (!shared->stop.load()) {
       zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, std::chrono::milliseconds(20));
@@ -182,7 +184,7 @@ struct NoopWorker {
           case wire::Command::kAssign: {
             if (ready_us >= shared->phase_us.load())
               turnaround_us.push_back(static_cast<double>(t - ready_us));
-            lease = m->header.value("lease", "");
+            const std::string lease = m->header.value("lease", "");
             for (const auto& task : m->header["tasks"]) assigned.emplace_back(task["job"], t);
             if (!shared->chunked) {
               Send(sock, wire::Command::kResult, {{"lease", lease}, {"inline", true}},
@@ -192,18 +194,23 @@ struct NoopWorker {
               ready_us = NowUs();
               break;
             }
-            upload = fmt::format("noop-{}-{}", index, ++seq);
+            const std::string upload = fmt::format("noop-{}-{}", index, ++seq);
+            uploading[upload] = lease;
             Send(sock, wire::Command::kPut,
                  {{"upload", upload}, {"offset", 0}, {"total", shared->result.size()}},
                  {shared->result});
             break;
           }
-          case wire::Command::kPutAck:
-            Send(sock, wire::Command::kResult, {{"lease", lease}, {"uploads", {upload}}});
+          case wire::Command::kPutAck: {
+            auto it = uploading.find(m->header.value("upload", ""));
+            if (it == uploading.end()) break;
+            Send(sock, wire::Command::kResult, {{"lease", it->second}, {"uploads", {it->first}}});
+            uploading.erase(it);
             shared->results.fetch_add(1);
             Send(sock, wire::Command::kReady, ready);
             ready_us = NowUs();
             break;
+          }
           case wire::Command::kError:
           case wire::Command::kCancel:
             shared->errors.fetch_add(1);
@@ -219,7 +226,8 @@ struct NoopWorker {
 };
 
 int RunBenchDispatch(const std::vector<std::string>& args) {
-  int64_t tasks = 5000, workers = 8, batch = 500, latency_tasks = 500;
+  int64_t tasks = 5000, workers = 8, batch = 500, latency_tasks = 500,
+          prefetch = worker::WorkerOptions{}.prefetch;
   double rate = 200;
   bool per_transition = false, chunked = false;
   FlagSet flags(
@@ -244,7 +252,10 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       "\n"
       "With --per-transition the coordinator syncs every transition on its own (the old\n"
       "rule) instead of group commit (one sync for each loop round's commits, on a\n"
-      "thread beside the loop); run both to compare.");
+      "thread beside the loop); run both to compare.\n"
+      "\n"
+      "--prefetch: each no-op worker's READY asks for 1 + N leases at once, as `vidfarm\n"
+      "worker --prefetch N` does (default the same); 0 = one lease at a time.");
   flags.Int("tasks", 'n', &tasks, "tasks for the throughput run");
   flags.Int("workers", 'w', &workers, "no-op workers");
   flags.Int("batch", 0, &batch, "jobs per SUBMIT in the throughput run");
@@ -252,11 +263,14 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   flags.Double("rate", 0, &rate, "submissions per second in the latency run");
   flags.Bool("per-transition", 0, &per_transition, "one synced commit per transition");
   flags.Bool("chunked", 0, &chunked, "PUT each result in chunks before the RESULT (not inline)");
+  flags.Int("prefetch", 0, &prefetch, "leases per worker beyond one (0..15)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
-  if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 || !(rate > 0)) {
+  if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 ||
+      !(rate > 0) || prefetch < 0 || prefetch > 15) {
     return Fail("bench",
-                "--tasks >= 1, --workers 1..256, --batch >= 1, --latency-tasks >= 0, --rate > 0",
+                "--tasks >= 1, --workers 1..256, --batch >= 1, --latency-tasks >= 0, --rate > 0, "
+                "--prefetch 0..15",
                 2);
   }
   if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kError);
@@ -281,6 +295,7 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   shared.preset = "tiny";
   shared.shape = (*table)[0];
   shared.chunked = chunked;
+  shared.max_leases = 1 + static_cast<int>(prefetch);
   shared.result = wire::EncodeVideo(
       Video(3, shared.shape.frames, shared.shape.height, shared.shape.width, shared.shape.fps));
   std::vector<NoopWorker> ws(static_cast<size_t>(workers));
@@ -300,11 +315,13 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   Status st = WaitForWorkers(**client, static_cast<int>(workers), 30000);
   if (!st.ok()) return finish(), Fail("bench", st.ToString());
 
-  std::printf("dispatch: %lld no-op stage-0 workers, coordinator on %s, %s; results %s\n",
-              static_cast<long long>(workers), (*coord)->worker_endpoint().c_str(),
-              per_transition ? "one synced commit per transition"
-                             : "group commit (WAL syncs on a syncer thread beside the loop)",
-              chunked ? "PUT in chunks first" : "inline in the RESULT");
+  std::printf(
+      "dispatch: %lld no-op stage-0 workers (prefetch %lld), coordinator on %s, %s; results %s\n",
+      static_cast<long long>(workers), static_cast<long long>(prefetch),
+      (*coord)->worker_endpoint().c_str(),
+      per_transition ? "one synced commit per transition"
+                     : "group commit (WAL syncs on a syncer thread beside the loop)",
+      chunked ? "PUT in chunks first" : "inline in the RESULT");
   std::printf("%s\n", LoadLine().c_str());
 
   // Throughput.
@@ -597,9 +614,11 @@ double IdealMakespan(const std::vector<int64_t>& ms, const std::vector<int64_t>&
 }
 
 // Where the farm's cost sits, from the run's own event log (times stamped at commit on the
-// coordinator): per stage, the mean lease time beyond the simulated work (ASSIGN delivery, input
-// fetch, output upload, the RESULT's store write) and the mean dispatch gap (a worker's last
-// RESULT stored, or the task's input stored if later, to its next lease committed).
+// coordinator): per stage, the mean time per task beyond the simulated work, from its lease
+// committed (or the worker's previous result stored, if later: a prefetched lease waits behind
+// it) to its result stored (ASSIGN delivery, input fetch, output upload, the RESULT's store write,
+// where prefetch does not hide them), and the mean dispatch gap (a worker's last result stored,
+// or the task's input stored if later, to its next lease committed; 0 for a prefetched lease).
 void PrintPipelineBreakdown(const std::string& db_path, const std::vector<int64_t>& ms) {
   storage::StoreOptions so;
   so.path = db_path;
@@ -638,12 +657,12 @@ void PrintPipelineBreakdown(const std::string& db_path, const std::vector<int64_
   for (int k = 0; k < static_cast<int>(ms.size()); ++k) {
     double over = 0, gap = 0;
     int n_over = 0, n_gap = 0;
-    std::map<std::string, std::vector<std::pair<int64_t, int64_t>>> by_worker;  // start, ready
-    std::map<std::string, std::vector<int64_t>> done_by_worker;
+    struct Run {
+      int64_t started, done, ready;
+    };
+    std::map<std::string, std::vector<Run>> by_worker;
     for (const auto& [key, t] : tasks) {
       if (key.second != k || t.started < 0 || t.done < 0) continue;
-      over += static_cast<double>(t.done - t.started) / 1e3 - static_cast<double>(ms[k]);
-      ++n_over;
       int64_t ready = -1;
       if (k == 0) {
         auto it = submitted.find(key.first);
@@ -652,16 +671,22 @@ void PrintPipelineBreakdown(const std::string& db_path, const std::vector<int64_
         auto it = tasks.find({key.first, k - 1});
         if (it != tasks.end()) ready = it->second.done;
       }
-      by_worker[t.worker].emplace_back(t.started, ready);
-      done_by_worker[t.worker].push_back(t.done);
+      by_worker[t.worker].push_back({t.started, t.done, ready});
     }
-    for (auto& [w, starts] : by_worker) {
-      auto& dones = done_by_worker[w];
-      std::sort(starts.begin(), starts.end());
-      std::sort(dones.begin(), dones.end());
-      for (size_t i = 1; i < starts.size() && i - 1 < dones.size(); ++i) {
-        if (starts[i].second < 0) continue;
-        gap += static_cast<double>(starts[i].first - std::max(dones[i - 1], starts[i].second)) / 1e3;
+    // A prefetched lease starts before the worker's previous result is stored: its work is
+    // counted from that result on, and it waited for no lease.
+    for (auto& [w, runs] : by_worker) {
+      std::sort(runs.begin(), runs.end(),
+                [](const Run& a, const Run& b) { return a.started < b.started; });
+      for (size_t i = 0; i < runs.size(); ++i) {
+        const int64_t prev_done = i > 0 ? runs[i - 1].done : -1;
+        over += static_cast<double>(runs[i].done - std::max(runs[i].started, prev_done)) / 1e3 -
+                static_cast<double>(ms[k]);
+        ++n_over;
+        if (i == 0 || runs[i].ready < 0) continue;
+        gap += static_cast<double>(
+                   std::max<int64_t>(0, runs[i].started - std::max(prev_done, runs[i].ready))) /
+               1e3;
         ++n_gap;
       }
     }
@@ -676,11 +701,11 @@ void PrintPipelineBreakdown(const std::string& db_path, const std::vector<int64_
 }
 
 int RunBenchPipeline(const std::vector<std::string>& args) {
-  int64_t jobs = 20;
+  int64_t jobs = 20, prefetch = worker::WorkerOptions{}.prefetch;
   std::string ms_text = "100,100,100,600,150,150,250", pools_text = "1,1,1,2,1,1,1";
   FlagSet flags(
       "vidfarm bench pipeline [--jobs 20] [--ms 100,100,100,600,150,150,250] "
-      "[--pools 1,1,1,2,1,1,1]",
+      "[--pools 1,1,1,2,1,1,1] [--prefetch 1]",
       "Pipelining across the seven stage pools. Starts a coordinator in this process on\n"
       "tcp://127.0.0.1 (fresh RocksDB in a temp dir) and, for each stage k, --pools[k]\n"
       "real workers in simulate mode (`vidfarm worker --simulate-ms`): no model, each task\n"
@@ -700,12 +725,17 @@ int RunBenchPipeline(const std::vector<std::string>& args) {
       "free worker. With identical jobs no schedule beats it; it exceeds the bound where the\n"
       "slowest pool hands its last tasks on together and a later one-worker pool queues them\n"
       "(the default: stage 3's last two tasks end 100 ms apart, stage 6 takes 250 ms each).\n"
-      "makespan / ideal is the farm's own cost.");
+      "makespan / ideal is the farm's own cost.\n"
+      "\n"
+      "--prefetch is the workers' (`vidfarm worker --prefetch`): leases each holds beyond the\n"
+      "one it computes; 0 runs one lease at a time, to compare.");
   flags.Int("jobs", 'n', &jobs, "jobs");
   flags.String("ms", 0, &ms_text, "simulated ms per task, per stage (7 values)");
   flags.String("pools", 0, &pools_text, "workers per stage (7 values)");
+  flags.Int("prefetch", 0, &prefetch, "leases per worker beyond the one computing (0..15)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
+  if (prefetch < 0 || prefetch > 15) return Fail("bench", "--prefetch must be in 0..15", 2);
   auto ms = ParseIntList(ms_text, flags.Describe("ms"));
   if (!ms.ok()) return Fail("bench", ms.status().message(), 2);
   auto pools = ParseIntList(pools_text, flags.Describe("pools"));
@@ -748,6 +778,7 @@ int RunBenchPipeline(const std::vector<std::string>& args) {
       wo.endpoint = (*coord)->worker_endpoint();
       wo.stage = k;
       wo.simulate_ms = static_cast<int>((*ms)[k]);
+      wo.prefetch = static_cast<int>(prefetch);
       wo.worker_id = fmt::format("sim-{}-{}", k, i);
       auto w = worker::Worker::Create(wo, &ctx);
       if (!w.ok()) return (*coord)->Stop(), Fail("bench", w.status().ToString());
@@ -767,8 +798,10 @@ int RunBenchPipeline(const std::vector<std::string>& args) {
   if (!st.ok()) return finish(), Fail("bench", st.ToString());
 
   std::printf(
-      "pipeline: %lld jobs, ms per task %s, workers per stage %s (simulated, tcp loopback)\n",
-      static_cast<long long>(jobs), ms_text.c_str(), pools_text.c_str());
+      "pipeline: %lld jobs, ms per task %s, workers per stage %s, prefetch %lld (simulated, tcp "
+      "loopback)\n",
+      static_cast<long long>(jobs), ms_text.c_str(), pools_text.c_str(),
+      static_cast<long long>(prefetch));
   std::printf("%s\n", LoadLine().c_str());
   std::vector<json> specs;
   for (int64_t i = 0; i < jobs; ++i) specs.push_back({{"prompt", "pipeline"}, {"seed", i}});

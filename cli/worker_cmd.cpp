@@ -19,7 +19,7 @@ int RunWorker(const std::vector<std::string>& args) {
   o.endpoint = "tcp://127.0.0.1:5555";
   int64_t stage = -1, max_batch = 1, heartbeat_ms = o.heartbeat_ms,
           checkpoint_every = o.checkpoint_every;
-  int64_t threads = 0, simulate_ms = -1;
+  int64_t threads = 0, simulate_ms = -1, prefetch = o.prefetch;
   std::string device = "cpu", dtype = "fp32";
   FlagSet flags("vidfarm worker --stage K --connect ENDPOINT [--model PKG]",
                 "Hosts stage K's model and runs the tasks the coordinator leases to it: fetches\n"
@@ -34,6 +34,9 @@ int RunWorker(const std::vector<std::string>& args) {
   flags.String("device", 0, &device, "cpu | cuda | cuda:N");
   flags.String("dtype", 0, &dtype, "network precision: fp32 | bf16 | fp16");
   flags.Int("max-batch", 'b', &max_batch, "tasks run together as one batch");
+  flags.Int("prefetch", 0, &prefetch,
+            "leases held beyond the one computing: their inputs download, and the last result "
+            "uploads, while the model runs (0 = one lease at a time)");
   flags.Int("threads", 't', &threads, "CPU threads for LibTorch (0 = all cores)");
   flags.Int("heartbeat-ms", 0, &heartbeat_ms, "heartbeat period (match the coordinator's)");
   flags.Int("checkpoint-every", 0, &checkpoint_every,
@@ -52,6 +55,8 @@ int RunWorker(const std::vector<std::string>& args) {
   if (max_batch < 1 || max_batch > 64) return Fail("worker", "--max-batch must be in 1..64", 2);
   o.stage = static_cast<int>(stage);
   o.max_batch = static_cast<int>(max_batch);
+  if (prefetch < 0 || prefetch > 15) return Fail("worker", "--prefetch must be in 0..15", 2);
+  o.prefetch = static_cast<int>(prefetch);
   o.heartbeat_ms = static_cast<int>(heartbeat_ms);
   o.checkpoint_every = static_cast<int>(checkpoint_every);
   if (simulate_ms < -1 || simulate_ms > 3600000)

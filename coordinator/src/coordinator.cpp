@@ -47,6 +47,7 @@ using wire::Command;
 namespace {
 
 constexpr int kMaxBatch = 64;              // largest max_batch a worker may ask for
+constexpr int kMaxLeases = 16;             // largest max_leases (1 + prefetch) likewise
 constexpr size_t kMaxUploadsPerPeer = 64;  // open uploads per worker connection
 constexpr size_t kMaxDeadWorkersListed = 256;
 constexpr size_t kMaxMessagesPerPoll = 256;
@@ -106,6 +107,8 @@ class Coordinator::Impl {
     int64_t pid = 0;
     int stage = -1;
     int max_batch = 1;
+    int max_leases = 1;  // leases it holds at once: one computing, the rest prefetched
+    int granting = 0;    // leases given in the Dispatch round under way, not yet in `leases`
     bool credit = false, quarantined = false, dead = false;
     int64_t last_seen_us = 0;
     int done = 0, failed = 0, consecutive_failures = 0;
@@ -115,6 +118,7 @@ class Coordinator::Impl {
     std::string id;
     std::string identity;  // "" while orphaned (after a restart, before the worker reattaches)
     int stage = 0;
+    uint64_t order = 0;  // dispatch order (0: from before a restart); a worker works oldest first
     std::vector<std::pair<std::string, bool>> tasks;  // job id, still active
     int64_t orphan_expires_us = 0;
     int64_t last_work_us = 0;  // last PROGRESS/CHECKPOINT/FETCH/PUT (lease_stall_seconds)
@@ -204,6 +208,11 @@ class Coordinator::Impl {
   void Notify(const std::string& job_id, const std::string& type, const json& data);
   void DispatchAll();
   void Dispatch(int stage);
+  // Gives the worker credit (it asked for work) and queues it for Dispatch.
+  void OfferCredit(Worker& w);
+  int Room(const Worker& w) const {
+    return w.max_leases - static_cast<int>(w.leases.size()) - w.granting;
+  }
   void FailLease(const std::string& lease_id, const std::string& error, bool retryable, Worker* w);
   void WorkerDead(Worker& w, const std::string& why);
   void StartEncode(Job& job, std::shared_ptr<const std::string> video);
@@ -254,7 +263,9 @@ class Coordinator::Impl {
   std::vector<ReadyQueue> queues_;                   // per stage
   std::vector<bool> dirty_;                          // per stage: dispatch needed
   std::unordered_map<std::string, Worker> workers_;  // by ROUTER identity
-  std::vector<std::deque<std::string>> idle_;        // per stage: identities with credit
+  // Per stage: identities with credit, holding no lease (idle_) or holding some with room for
+  // more (spare_, prefetch). Dispatch serves idle_ first. Entries are checked when popped.
+  std::vector<std::deque<std::string>> idle_, spare_;
   std::unordered_map<std::string, Lease> leases_;
   std::map<std::pair<std::string, std::string>, Upload> uploads_;  // (identity, upload id)
   std::map<std::string, std::vector<std::pair<std::string, std::string>>>
@@ -322,6 +333,7 @@ Status Coordinator::Impl::Init() {
   queues_.assign(table_.size(), ReadyQueue(opts_.aging_seconds));
   dirty_.assign(table_.size(), true);
   idle_.assign(table_.size(), {});
+  spare_.assign(table_.size(), {});
   VF_RETURN_NOT_OK(Replay());
   try {
     auto make = [&](const std::string& ep, std::string* bound) {
@@ -610,8 +622,15 @@ void Coordinator::Impl::DispatchAll() {
 
 // Leases as many batches as there are idle workers, all in one store transition (group commit:
 // one synced write per round, not per task), then sends the ASSIGNs.
+void Coordinator::Impl::OfferCredit(Worker& w) {
+  if (w.credit) return;  // queued already
+  w.credit = true;
+  (w.leases.empty() ? idle_ : spare_)[w.stage].push_back(w.identity);
+}
+
 void Coordinator::Impl::Dispatch(int stage) {
   auto& idle = idle_[stage];
+  auto& spare = spare_[stage];
   ReadyQueue& q = queues_[stage];
   struct Pending {
     Lease lease;
@@ -621,22 +640,31 @@ void Coordinator::Impl::Dispatch(int stage) {
   std::vector<Pending> pending;
   Txn t(store_->NewTxn());
   const int64_t now = Now();
-  while (!idle.empty() && !q.empty()) {
-    auto wit = workers_.find(idle.front());
-    idle.pop_front();
+  std::vector<Worker*> granted;
+  // A worker with no lease first; then one with room for a prefetched lease.
+  while ((!idle.empty() || !spare.empty()) && !q.empty()) {
+    auto& from = !idle.empty() ? idle : spare;
+    auto wit = workers_.find(from.front());
+    from.pop_front();
     if (wit == workers_.end() || !wit->second.credit || wit->second.dead ||
-        wit->second.quarantined || wit->second.stage != stage) {
+        wit->second.quarantined || wit->second.stage != stage || Room(wit->second) <= 0) {
       continue;
     }
     Worker& w = wit->second;
     std::vector<ReadyQueue::Entry> batch = q.PopBatch(now, static_cast<size_t>(w.max_batch));
     if (batch.empty()) {
-      idle.push_front(w.identity);
+      from.push_front(w.identity);
       break;
     }
-    w.credit = false;  // taken now, so a duplicate deque entry cannot lease twice
+    if (w.granting++ == 0) granted.push_back(&w);
+    if (Room(w) > 0) {
+      spare.push_back(w.identity);  // may take another, after the workers with none
+    } else {
+      w.credit = false;  // full: a duplicate deque entry cannot lease more
+    }
     Pending p;
     p.lease.id = NewLeaseId();
+    p.lease.order = lease_counter_;
     p.lease.identity = w.identity;
     p.lease.stage = stage;
     p.lease.last_work_us = now;
@@ -693,14 +721,15 @@ void Coordinator::Impl::Dispatch(int stage) {
     }
     pending.push_back(std::move(p));
   }
+  for (Worker* w : granted) w->granting = 0;  // the leases are in `pending` now
   if (pending.empty()) return;
   if (!Apply(t).ok()) {
     for (auto it = pending.rbegin(); it != pending.rend(); ++it) {
       for (const auto& j : it->jobs) Reindex(jobs_.at(j));  // back into the queue
       auto wit = workers_.find(it->lease.identity);
-      if (wit != workers_.end()) {
+      if (wit != workers_.end() && !wit->second.credit) {
         wit->second.credit = true;
-        idle.push_front(it->lease.identity);
+        (wit->second.leases.empty() ? idle : spare).push_front(it->lease.identity);
       }
     }
     return;
@@ -1264,13 +1293,20 @@ void Coordinator::Impl::OnWorkerMessage(const std::string& id, wire::Message& m)
   w.last_seen_us = Now();
   // Signs of work keep the worker's leases from stalling (a FETCH or PUT names no lease: it counts
   // for each); heartbeats only keep the worker alive.
+  // Work on a named lease also keeps alive the worker's younger leases, prefetched behind it.
   if (m.command == Command::kProgress || m.command == Command::kCheckpoint ||
       m.command == Command::kResult || m.command == Command::kFetch || m.command == Command::kPut) {
     auto lf = m.header.find("lease");
-    const bool named = lf != m.header.end() && lf->is_string();
+    const bool has_name = lf != m.header.end() && lf->is_string();
+    const Lease* named = nullptr;
+    if (has_name) {
+      auto nit = leases_.find(lf->get<std::string>());
+      if (nit != leases_.end() && nit->second.identity == id) named = &nit->second;
+    }
     for (const std::string& lease_id : w.leases) {
       auto lit = leases_.find(lease_id);
-      if (lit != leases_.end() && (!named || lf->get<std::string>() == lease_id))
+      if (lit == leases_.end() || (has_name && !named)) continue;
+      if (!named || &lit->second == named || lit->second.order > named->order)
         lit->second.last_work_us = w.last_seen_us;
     }
   }
@@ -1316,6 +1352,33 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
   if (*max_batch < 1 || *max_batch > kMaxBatch) {
     return bad(Status::InvalidArgument(
         fmt::format("READY: max_batch must be in 1..{}, got {}", kMaxBatch, *max_batch)));
+  }
+  int64_t max_leases = 1;  // a worker that does not say holds one lease at a time
+  if (m.header.contains("max_leases")) {
+    auto ml = wire::GetInt(m, "max_leases");
+    if (!ml.ok()) return bad(ml.status());
+    if (*ml < 1 || *ml > kMaxLeases) {
+      return bad(Status::InvalidArgument(
+          fmt::format("READY: max_leases must be in 1..{}, got {}", kMaxLeases, *ml)));
+    }
+    max_leases = *ml;
+  }
+  // The leases it holds (mid-task re-registration): "leases", or the older single "lease".
+  std::vector<std::string> held;
+  if (auto f = m.header.find("leases"); f != m.header.end()) {
+    if (!f->is_array() || f->size() > static_cast<size_t>(kMaxLeases)) {
+      return bad(Status::InvalidArgument(
+          fmt::format("READY: field 'leases' must be an array of at most {} strings", kMaxLeases)));
+    }
+    for (const json& l : *f) {
+      if (!l.is_string() || l.get<std::string>().empty()) {
+        return bad(Status::InvalidArgument("READY: field 'leases' must hold lease ids"));
+      }
+      held.push_back(l.get<std::string>());
+    }
+  } else if (auto f1 = m.header.find("lease");
+             f1 != m.header.end() && f1->is_string() && !f1->get<std::string>().empty()) {
+    held.push_back(f1->get<std::string>());
   }
   auto shape = m.header.find("shape");
   auto field = [&](const char* k) -> const json* {
@@ -1363,6 +1426,7 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
   w.pid = *pid;
   w.model_sha256 = *sha;
   w.max_batch = static_cast<int>(*max_batch);
+  w.max_leases = static_cast<int>(max_leases);
   w.last_seen_us = Now();
   if (w.stage != *stage) w.credit = false;
   w.stage = static_cast<int>(*stage);
@@ -1370,10 +1434,8 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
     VF_LOG_INFO("coordinator: worker {} ({} pid {}) registered for stage {} ({}), max batch {}",
                 w.worker_id, w.host, w.pid, w.stage, table_[w.stage].name, w.max_batch);
   }
-  auto lease_field = m.header.find("lease");
-  if (lease_field != m.header.end() && lease_field->is_string() &&
-      !lease_field->get<std::string>().empty()) {
-    const std::string lease_id = *lease_field;
+  bool cancelled_any = false;
+  for (const std::string& lease_id : held) {
     auto lit = leases_.find(lease_id);
     if (lit == leases_.end() || lit->second.stage != w.stage) {
       VF_LOG_INFO("coordinator: worker {} holds lease {}, which is no longer valid", w.worker_id,
@@ -1382,7 +1444,8 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
           *wsock_, id,
           wire::Message{
               Command::kCancel, {{"lease", lease_id}, {"reason", "lease is no longer valid"}}, {}});
-      return;
+      cancelled_any = true;  // it offers the credit again once it has dropped the lease
+      continue;
     }
     Lease& l = lit->second;
     if (l.identity != id) {
@@ -1391,13 +1454,14 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
       l.identity = id;
       l.last_work_us = Now();  // a new connection: the worker starts its transfers afresh
     }
-    w.leases.insert(lease_id);
-    for (auto& [job_id, active] : l.tasks) {
-      if (active) jobs_.at(job_id).tasks[l.stage].worker_id = w.worker_id;
+    if (w.leases.insert(lease_id).second) {
+      for (auto& [job_id, active] : l.tasks) {
+        if (active) jobs_.at(job_id).tasks[l.stage].worker_id = w.worker_id;
+      }
+      VF_LOG_INFO("coordinator: worker {} reattached lease {}", w.worker_id, lease_id);
     }
-    VF_LOG_INFO("coordinator: worker {} reattached lease {}", w.worker_id, lease_id);
-    return;
   }
+  if (cancelled_any || (!held.empty() && Room(w) <= 0)) return;
   if (w.quarantined) return;
   for (const std::string& lease_id : w.leases) {
     auto lit = leases_.find(lease_id);
@@ -1407,10 +1471,7 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
       return;
     }
   }
-  if (!w.credit) {
-    w.credit = true;
-    idle_[w.stage].push_back(id);
-  }
+  OfferCredit(w);
   dirty_[w.stage] = true;
 }
 
@@ -1585,8 +1646,7 @@ void Coordinator::Impl::CheckStalledLeases(int64_t now) {
     FailLease(id, error, /*retryable=*/true, w);
     // Its READY was refused while it owed the upload: give that credit now.
     if (ready_refused && w && !w->dead && !w->quarantined && !w->credit && w->leases.empty()) {
-      w->credit = true;
-      idle_[w->stage].push_back(w->identity);
+      OfferCredit(*w);
       dirty_[w->stage] = true;
     }
   }
@@ -2252,18 +2312,23 @@ void Coordinator::Impl::OnWorkers(const std::string& id, const std::string& rid)
   });
   json out = json::array();
   for (const Worker* w : list) {
+    // The current task: of the oldest lease, which the worker works on first.
     std::string lease, job;
-    if (!w->leases.empty()) {
-      lease = *w->leases.begin();
-      auto l = leases_.find(lease);
-      if (l != leases_.end()) {
-        for (const auto& [j, active] : l->second.tasks) {
-          if (active) {
-            job = j;
-            break;
-          }
+    const Lease* oldest = nullptr;
+    for (const std::string& lid : w->leases) {
+      auto l = leases_.find(lid);
+      if (l != leases_.end() && (!oldest || l->second.order < oldest->order)) oldest = &l->second;
+    }
+    if (oldest) {
+      lease = oldest->id;
+      for (const auto& [j, active] : oldest->tasks) {
+        if (active) {
+          job = j;
+          break;
         }
       }
+    } else if (!w->leases.empty()) {
+      lease = *w->leases.begin();
     }
     out.push_back({{"worker_id", w->worker_id},
                    {"host", w->host},
@@ -2275,7 +2340,9 @@ void Coordinator::Impl::OnWorkers(const std::string& id, const std::string& rid)
                                               : "busy"},
                    {"lease", lease},
                    {"job", job},
+                   {"leases", w->leases.size()},
                    {"max_batch", w->max_batch},
+                   {"max_leases", w->max_leases},
                    {"model_sha256", w->model_sha256},
                    {"done", w->done},
                    {"failed", w->failed},

@@ -318,6 +318,18 @@ class Farm {
     EXPECT_TRUE(r.ok()) << r.status().ToString();
     return r.ok() ? (*r)["workers"] : json::array();
   }
+  // Polls until `n` live workers are registered.
+  ::testing::AssertionResult WaitWorkers(size_t n, int timeout_ms = 5000) {
+    const int64_t deadline = NowMs() + timeout_ms;
+    size_t live = 0;
+    while (NowMs() < deadline) {
+      live = 0;
+      for (const auto& w : Workers()) live += w["state"] != "dead";
+      if (live >= n) return ::testing::AssertionSuccess();
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    return ::testing::AssertionFailure() << live << " live workers, expected " << n;
+  }
   json WorkerInfo(const std::string& name) {
     for (const auto& w : Workers()) {
       if (w["worker_id"] == name) return w;

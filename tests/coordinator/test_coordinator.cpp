@@ -197,6 +197,100 @@ TEST(Coordinator, PriorityOrderThenSubmission) {
   EXPECT_EQ(order, (std::vector<std::string>{"high", "high2", "mid", "low"}));
 }
 
+// Prefetch: a worker whose READY says max_leases 2 holds up to two leases; a worker holding none
+// is served before one that would prefetch.
+TEST(Coordinator, PrefetchingWorkerHoldsUpToMaxLeasesAfterIdleWorkers) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto a = farm.Worker(0, 1, "a"), b = farm.Worker(0, 1, "b");
+  a->Ready({{"max_leases", 2}});
+  ASSERT_TRUE(farm.WaitWorkers(1));
+  b->Ready({{"max_leases", 2}});
+  ASSERT_TRUE(farm.WaitWorkers(2));
+  auto ids = farm.Submit({Spec("j0"), Spec("j1"), Spec("j2"), Spec("j3"), Spec("j4")});
+  wire::Message a1, a2, b1, b2;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &a1));
+  ASSERT_TRUE(b->Expect(Command::kAssign, &b1));
+  ASSERT_TRUE(a->Expect(Command::kAssign, &a2));
+  ASSERT_TRUE(b->Expect(Command::kAssign, &b2));
+  // Each took one while both were idle, then one more each: j4 waits for a free slot.
+  EXPECT_EQ(a1.header["tasks"][0]["job"], ids[0]);
+  EXPECT_EQ(b1.header["tasks"][0]["job"], ids[1]);
+  EXPECT_EQ(a2.header["tasks"][0]["job"], ids[2]);
+  EXPECT_EQ(b2.header["tasks"][0]["job"], ids[3]);
+  EXPECT_TRUE(a->ExpectSilence(200));
+  EXPECT_TRUE(b->ExpectSilence(1));
+  EXPECT_EQ(farm.Job(ids[4])["tasks"][0]["state"], "ready");
+  json info = farm.WorkerInfo("a");
+  EXPECT_EQ(info["leases"], 2);
+  EXPECT_EQ(info["max_leases"], 2);
+  EXPECT_EQ(info["lease"], a1.header["lease"]);  // the oldest: the one it works on first
+  // a finishes its first lease and says it still holds the second: it gets j4.
+  ASSERT_TRUE(a->Complete(a1));
+  a->Ready({{"max_leases", 2}, {"leases", {a2.header["lease"]}}});
+  wire::Message a3;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &a3));
+  EXPECT_EQ(a3.header["tasks"][0]["job"], ids[4]);
+  for (auto* m : {&a2, &a3}) ASSERT_TRUE(a->Complete(*m));
+  for (auto* m : {&b1, &b2}) ASSERT_TRUE(b->Complete(*m));
+  for (const auto& id : ids) {
+    farm.WaitStagesDone(id, 1, 3000);
+    EXPECT_EQ(farm.Job(id)["stages_done"], 1) << id;
+  }
+  EXPECT_EQ(farm.WorkerInfo("a")["done"], 3);
+}
+
+// A prefetched lease waits behind the one its worker computes: work on the older lease keeps
+// the younger alive, but not the other way round.
+TEST(Coordinator, WorkOnTheOlderLeaseKeepsThePrefetchedOneAlive) {
+  Farm farm([](CoordinatorOptions& o) { o.lease_stall_seconds = 0.5; });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("first"), Spec("second")});
+  auto a = farm.Worker(0, 1, "a");
+  a->Ready({{"max_leases", 2}});
+  wire::Message first, second;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &first));
+  ASSERT_TRUE(a->Expect(Command::kAssign, &second));
+  for (int step = 1; step <= 8; ++step) {  // 1.6 s, more than 3 stall periods
+    a->Send(Command::kProgress, {{"lease", first.header["lease"]}, {"step", step}, {"steps", 10}});
+    ASSERT_TRUE(a->ExpectSilence(200));
+  }
+  EXPECT_EQ(farm.Job(ids[1])["tasks"][0]["state"], "leased");
+  ASSERT_TRUE(a->Complete(first));
+  // The second is the oldest now: its own PROGRESS keeps it alive.
+  for (int step = 1; step <= 4; ++step) {
+    a->Send(Command::kProgress, {{"lease", second.header["lease"]}, {"step", step}, {"steps", 4}});
+    ASSERT_TRUE(a->ExpectSilence(150));
+  }
+  ASSERT_TRUE(a->Complete(second));
+  farm.WaitStagesDone(ids[1], 1, 3000);
+  EXPECT_EQ(farm.Job(ids[1])["stages_done"], 1);
+  EXPECT_EQ(farm.WorkerInfo("a")["failed"], 0);
+}
+
+TEST(Coordinator, ProgressOnThePrefetchedLeaseDoesNotKeepTheOlderAlive) {
+  Farm farm([](CoordinatorOptions& o) { o.lease_stall_seconds = 0.5; });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("first"), Spec("second")});
+  auto a = farm.Worker(0, 1, "a");
+  a->Ready({{"max_leases", 2}});
+  wire::Message first, second;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &first));
+  ASSERT_TRUE(a->Expect(Command::kAssign, &second));
+  const int64_t t0 = NowMs();
+  std::optional<wire::Message> cancel;
+  for (int step = 1; step <= 10 && !cancel; ++step) {
+    a->Send(Command::kProgress, {{"lease", second.header["lease"]}, {"step", step}, {"steps", 10}});
+    cancel = a->Recv(200);
+  }
+  ASSERT_TRUE(cancel.has_value());
+  EXPECT_EQ(cancel->command, Command::kCancel);
+  EXPECT_EQ(cancel->header["lease"], first.header["lease"]);
+  EXPECT_GE(NowMs() - t0, 400);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "ready");
+  EXPECT_EQ(farm.Job(ids[1])["tasks"][0]["state"], "leased");
+}
+
 TEST(Coordinator, AgingLetsAnOldLowPriorityJobGoFirst) {
   Farm farm([](CoordinatorOptions& o) { o.aging_seconds = 0.1; });
   ASSERT_TRUE(farm.Start());

@@ -523,6 +523,101 @@ TEST_F(WorkerTest, SimulateModeFetchesInputsAndAnswersWithAZeroVideoAfterTheDela
   EXPECT_EQ(w.worker().stats().done, 1);
 }
 
+// Prefetch: the second lease's input downloads while the first computes; the second computes
+// as soon as the first is done; a third lease beyond max_leases is refused.
+TEST_F(WorkerTest, PrefetchedLeaseDownloadsWhileTheFirstComputes) {
+  WorkerOptions o = Options(2);
+  o.simulate_ms = 500;
+  o.prefetch = 1;
+  o.chunk_bytes = 8192;
+  RunningWorker w(o, ctx_);
+  auto ready = fake_.Expect(Command::kReady);
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->header["max_leases"], 2);
+  EXPECT_FALSE(ready->header.contains("leases"));
+  const std::string bytes = wire::EncodeVideo(Input(2));
+  const int chunks = static_cast<int>((bytes.size() + 8191) / 8192);
+  fake_.blobs["in-a"] = bytes;
+  fake_.blobs["in-b"] = bytes;
+  const auto assigned = Clock::now();
+  Assign("L-a", 2, {TaskJson(2, Spec(2, 3, 5, "a"), "in-a", static_cast<int64_t>(bytes.size()))});
+  Assign("L-b", 2, {TaskJson(2, Spec(2, 3, 6, "b"), "in-b", static_cast<int64_t>(bytes.size()))});
+  Assign("L-c", 2, {TaskJson(2, Spec(2, 3, 7, "c"), "in-a", static_cast<int64_t>(bytes.size()))});
+  auto busy = fake_.Recv(milliseconds(5000));
+  ASSERT_TRUE(busy);
+  ASSERT_EQ(busy->command, Command::kFail);
+  EXPECT_EQ(busy->header["lease"], "L-c");
+  EXPECT_TRUE(busy->header["retryable"].get<bool>());
+  auto first = fake_.Expect(Command::kResult);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->header["lease"], "L-a");
+  EXPECT_GE(Clock::now() - assigned, milliseconds(500));
+  // Both inputs were here before the first result: the second's came during the first's work.
+  EXPECT_EQ(fake_.chunks_served, 2 * chunks);
+  auto again = fake_.Expect(Command::kReady);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->header["leases"], nlohmann::json::array({"L-b"}));
+  auto second = fake_.Expect(Command::kResult);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->header["lease"], "L-b");
+  EXPECT_GE(Clock::now() - assigned, milliseconds(1000));
+  auto last = fake_.Expect(Command::kReady);
+  ASSERT_TRUE(last);
+  EXPECT_FALSE(last->header.contains("leases"));
+  EXPECT_EQ(w.worker().stats().done, 2);
+}
+
+// Two leases held at once on a real model give each the video it gives alone.
+TEST_F(WorkerTest, TwoHeldLeasesGiveTheSameVideosAsAlone) {
+  WorkerOptions o = Options(0);
+  o.prefetch = 1;
+  o.checkpoint_every = 2;
+  RunningWorker w(o, ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  const JobSpec a = Spec(0, 4, 11, "a red circle moving right");
+  const JobSpec b = Spec(0, 3, 12, "a blue square rotating");
+  Assign("L-1", 0, {TaskJson(0, a)});
+  Assign("L-2", 0, {TaskJson(0, b)});
+  std::map<std::string, Video> results;
+  while (results.size() < 2) {
+    auto r = fake_.Expect(Command::kResult, milliseconds(60000));
+    ASSERT_TRUE(r);
+    results[r->header["lease"].get<std::string>()] = Uploaded(*r);
+  }
+  EXPECT_TRUE(SameVideo(results.at("L-1"), Direct(0, a)));
+  EXPECT_TRUE(SameVideo(results.at("L-2"), Direct(0, b)));
+  // Progress and checkpoints name the lease they belong to, in order: L-2 starts after L-1.
+  bool l2_started = false;
+  for (const Message& m : fake_.seen) {
+    if (m.command != Command::kProgress && m.command != Command::kCheckpoint) continue;
+    const std::string lease = m.header["lease"];
+    if (lease == "L-2") l2_started = true;
+    if (lease == "L-1") {
+      EXPECT_FALSE(l2_started) << "L-1 reported after L-2 started";
+    }
+  }
+  EXPECT_TRUE(l2_started);
+}
+
+TEST_F(WorkerTest, WithoutPrefetchASecondAssignIsRefused) {
+  WorkerOptions o = Options(0);
+  o.prefetch = 0;
+  o.simulate_ms = 300;
+  RunningWorker w(o, ctx_);
+  auto ready = fake_.Expect(Command::kReady);
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->header["max_leases"], 1);
+  Assign("L-one", 0, {TaskJson(0, Spec(0, 3, 1, "one"))});
+  Assign("L-two", 0, {TaskJson(0, Spec(0, 3, 2, "two"))});
+  auto busy = fake_.Recv(milliseconds(5000));
+  ASSERT_TRUE(busy);
+  ASSERT_EQ(busy->command, Command::kFail);
+  EXPECT_EQ(busy->header["lease"], "L-two");
+  auto result = fake_.Expect(Command::kResult);
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->header["lease"], "L-one");
+}
+
 TEST_F(WorkerTest, SimulateModeCancelEndsTheWaitWithoutAResult) {
   WorkerOptions o = Options(0);
   o.simulate_ms = 60000;

@@ -114,13 +114,15 @@ struct ComputeEvent {
   Status status;
 };
 
-// The lease being worked on.
+// A lease held by the worker: fetching its inputs, waiting for the compute thread, computing,
+// or uploading its result.
 struct Lease {
   std::string id;
   uint64_t gen = 0;
   std::vector<Task> tasks;
   std::map<std::string, Download> downloads;  // by blob id
   bool computing = false;
+  bool computed = false;  // the result is queued for upload
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
   std::deque<UploadGroup> uploads;
   std::optional<std::pair<int, int>> progress;  // (step, steps) not yet sent
@@ -129,9 +131,9 @@ struct Lease {
   std::optional<std::pair<int, std::vector<std::string>>> last_checkpoint;
 };
 
-// The last RESULT sent, kept until the next ASSIGN: uploaded again if the coordinator answers
-// ERROR unknown_upload (it lost the upload, e.g. across a reconnect) instead of re-running the
-// task.
+// A RESULT sent, kept until the coordinator must have taken it (see sent_results_): uploaded
+// again if the coordinator answers ERROR unknown_upload (it lost the upload, e.g. across a
+// reconnect) instead of re-running the task.
 struct SentResult {
   std::string lease;
   std::vector<Task> tasks;
@@ -286,7 +288,7 @@ class Worker::Impl {
 
   // ---- socket thread ----
   zmq::socket_t* dealer_ = nullptr;
-  std::optional<Lease> lease_;
+  std::deque<Lease> leases_;  // in assignment order; at most MaxLeases() but for a re-upload
   uint64_t next_gen_ = 0;
   uint64_t upload_seq_ = 0;
   Clock::time_point last_recv_{};
@@ -297,7 +299,35 @@ class Worker::Impl {
   Clock::time_point send_warn_window_{};
   int send_warn_count_ = 0;
   int64_t send_warn_suppressed_ = 0;
-  std::optional<SentResult> sent_result_;
+  // With one lease at a time the next ASSIGN proves the coordinator took the last RESULT (it
+  // answers the READY that followed it); with prefetch an ASSIGN may predate it, so the last
+  // MaxLeases() results are kept.
+  std::deque<SentResult> sent_results_;
+
+  int MaxLeases() const { return 1 + opt.prefetch; }
+  Lease* FindLease(const std::string& id) {
+    for (Lease& l : leases_)
+      if (l.id == id) return &l;
+    return nullptr;
+  }
+  Lease* FindLeaseByGen(uint64_t gen) {
+    for (Lease& l : leases_)
+      if (l.gen == gen) return &l;
+    return nullptr;
+  }
+  void EraseLease(const std::string& id) {
+    for (auto it = leases_.begin(); it != leases_.end(); ++it) {
+      if (it->id == id) {
+        leases_.erase(it);
+        return;
+      }
+    }
+  }
+  std::string LeaseIds() const {
+    std::string ids;
+    for (const Lease& l : leases_) ids += (ids.empty() ? "" : ", ") + l.id;
+    return ids;
+  }
 
   // A flood of garbage must not flood the log: 20 lines per 10 s, then a count.
   bool WarnBudget() {
@@ -362,11 +392,17 @@ class Worker::Impl {
   void HandleEvent(ComputeEvent ev);
   void PumpFetches();
   void PumpUploads();
-  void FlushProgress(bool force);
-  void StartCompute();
-  void FailLease(const Status& st, bool retryable);
-  void Abandon(const char* why);
-  void QueueUploads(bool result, int step, std::vector<std::string> blobs);
+  // True when the lease's RESULT went out (the caller drops the lease).
+  bool PumpUploadsOf(Lease& l);
+  void FlushProgress(Lease& l, bool force);
+  // Hands the first lease whose inputs are all here to the compute thread, unless one computes.
+  void TryStartCompute();
+  // False when the lease failed (and is gone).
+  bool StartCompute(Lease& l);
+  // These drop the lease: `l` dangles afterwards.
+  void FailLease(Lease& l, const Status& st, bool retryable);
+  void Abandon(Lease& l, const char* why);
+  void QueueUploads(Lease& l, bool result, int step, std::vector<std::string> blobs);
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -513,9 +549,15 @@ void Worker::Impl::SendReady() {
       {"preset", opt.preset},
       {"model_sha256", model_sha},
       {"max_batch", opt.max_batch},
+      {"max_leases", MaxLeases()},
       {"shape", {{"frames", s.frames}, {"height", s.height}, {"width", s.width}, {"fps", s.fps}}},
   };
-  if (lease_) h["lease"] = lease_->id;
+  if (!leases_.empty()) {
+    nlohmann::json ids = nlohmann::json::array();
+    for (const Lease& l : leases_) ids.push_back(l.id);
+    h["leases"] = std::move(ids);
+    h["lease"] = leases_.front().id;  // what a coordinator without "leases" reads
+  }
   Send(Command::kReady, std::move(h));
 }
 
@@ -527,42 +569,41 @@ void Worker::Impl::Reregister(const char* why, bool coordinator_restarted) {
     return;
   }
   VF_LOG_WARN("worker {}: {}; registering again{}", opt.worker_id, why,
-              lease_ ? fmt::format(" (mid-task, lease {})", lease_->id) : std::string());
+              leases_.empty() ? std::string() : fmt::format(" (mid-task, lease {})", LeaseIds()));
   SendReady();
   last_recv_ = last_register_ = now;
-  if (!lease_ || !coordinator_restarted) return;
+  if (leases_.empty() || !coordinator_restarted) return;
   // A restarted coordinator has forgotten the transfers in flight: ask again for the chunks
-  // (duplicate CHUNKs are dropped) and start the upload under way afresh under new ids.
-  for (auto& [blob, d] : lease_->downloads) {
-    for (const auto& [offset, length] : d.pending) {
-      Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}});
+  // (duplicate CHUNKs are dropped) and start the uploads under way afresh under new ids.
+  for (Lease& l : leases_) {
+    for (auto& [blob, d] : l.downloads) {
+      for (const auto& [offset, length] : d.pending) {
+        Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}});
+      }
     }
-  }
-  if (!lease_->uploads.empty()) {
-    for (Upload& u : lease_->uploads.front().uploads) {
-      u.id = fmt::format("{}/{}/{}", opt.worker_id, lease_->id, ++upload_seq_);
+    if (l.uploads.empty()) continue;
+    for (Upload& u : l.uploads.front().uploads) {
+      u.id = fmt::format("{}/{}/{}", opt.worker_id, l.id, ++upload_seq_);
       u.next_offset = 0;
       u.unacked.clear();
     }
-    PumpUploads();
   }
+  PumpUploads();
 }
 
-void Worker::Impl::FailLease(const Status& st, bool retryable) {
-  if (!lease_) return;
-  VF_LOG_WARN("worker {}: lease {} failed: {}", opt.worker_id, lease_->id, st.ToString());
-  Send(Command::kFail, {{"lease", lease_->id}, {"error", st.ToString()}, {"retryable", retryable}});
-  failed += static_cast<int64_t>(std::max<size_t>(1, lease_->tasks.size()));
-  lease_->cancel->store(true);
-  lease_.reset();
+void Worker::Impl::FailLease(Lease& l, const Status& st, bool retryable) {
+  VF_LOG_WARN("worker {}: lease {} failed: {}", opt.worker_id, l.id, st.ToString());
+  Send(Command::kFail, {{"lease", l.id}, {"error", st.ToString()}, {"retryable", retryable}});
+  failed += static_cast<int64_t>(std::max<size_t>(1, l.tasks.size()));
+  l.cancel->store(true);
+  EraseLease(std::string(l.id));
   SendReady();
 }
 
-void Worker::Impl::Abandon(const char* why) {
-  if (!lease_) return;
-  VF_LOG_INFO("worker {}: lease {} abandoned: {}", opt.worker_id, lease_->id, why);
-  lease_->cancel->store(true);
-  lease_.reset();
+void Worker::Impl::Abandon(Lease& l, const char* why) {
+  VF_LOG_INFO("worker {}: lease {} abandoned: {}", opt.worker_id, l.id, why);
+  l.cancel->store(true);
+  EraseLease(std::string(l.id));
 }
 
 std::optional<Status> Worker::Impl::Handle(const std::vector<std::string>& frames) {
@@ -584,20 +625,22 @@ std::optional<Status> Worker::Impl::Handle(const std::vector<std::string>& frame
       break;
     case Command::kCancel: {
       auto lease = wire::GetString(m, "lease");
+      Lease* l = lease.ok() ? FindLease(*lease) : nullptr;
       if (!lease.ok()) {
         VF_LOG_WARN("worker {}: {}", opt.worker_id, lease.status().ToString());
-      } else if (lease_ && lease_->id == *lease) {
+      } else if (l) {
         // CANCEL {job} drops one job's task of a batch; the others go on (the coordinator takes
         // a RESULT with every upload and ignores the cancelled one's).
         auto job = wire::GetString(m, "job");
         bool all = true;
-        for (Task& t : lease_->tasks) {
+        for (Task& t : l->tasks) {
           if (!job.ok() || t.job == *job) t.cancelled = true;
           all = all && t.cancelled;
         }
         if (all) {
-          Abandon("cancelled by the coordinator");
+          Abandon(*l, "cancelled by the coordinator");
           SendReady();
+          TryStartCompute();
         }
       } else {
         VF_LOG_DEBUG("worker {}: CANCEL for lease {} that is not ours", opt.worker_id, *lease);
@@ -606,7 +649,7 @@ std::optional<Status> Worker::Impl::Handle(const std::vector<std::string>& frame
     }
     case Command::kDisconnect: {
       std::string reason = wire::GetString(m, "reason").ValueOr("(no reason given)");
-      Abandon("disconnected");
+      while (!leases_.empty()) Abandon(leases_.front(), "disconnected");
       return Status::Cancelled("the coordinator disconnected this worker: " + reason);
     }
     case Command::kChunk:
@@ -624,9 +667,11 @@ std::optional<Status> Worker::Impl::Handle(const std::vector<std::string>& frame
         HandleUnknownUpload(m);
       } else if (code == "stale_lease") {
         auto lease = wire::GetString(m, "lease");
-        if (lease_ && (!lease.ok() || *lease == lease_->id)) {
-          Abandon("the coordinator says the lease is stale");
+        Lease* l = lease.ok() ? FindLease(*lease) : leases_.empty() ? nullptr : &leases_.front();
+        if (l) {
+          Abandon(*l, "the coordinator says the lease is stale");
           SendReady();
+          TryStartCompute();
         }
       } else {
         VF_LOG_WARN("worker {}: coordinator error {}: {}", opt.worker_id, code, error);
@@ -646,22 +691,22 @@ void Worker::Impl::HandleAssign(const Message& m) {
   if (!lease_id.ok()) {
     VF_LOG_WARN("worker {}: dropped an ASSIGN: {}", opt.worker_id, lease_id.status().ToString());
     // The coordinator spent our credit on it: offer it again.
-    if (!lease_) SendReady();
+    if (static_cast<int>(leases_.size()) < MaxLeases()) SendReady();
     return;
   }
-  if (lease_) {
-    if (lease_->id == *lease_id) return;  // a repeat after re-registration
-    VF_LOG_WARN("worker {}: ASSIGN of lease {} while busy with {}; refused", opt.worker_id,
-                *lease_id, lease_->id);
+  if (FindLease(*lease_id)) return;  // a repeat after re-registration
+  if (static_cast<int>(leases_.size()) >= MaxLeases()) {
+    VF_LOG_WARN("worker {}: ASSIGN of lease {} while holding {} lease(s) ({}); refused",
+                opt.worker_id, *lease_id, leases_.size(), LeaseIds());
     Send(Command::kFail, {{"lease", *lease_id},
-                          {"error", "Busy: worker is working on lease " + lease_->id},
+                          {"error", "Busy: worker is working on lease(s) " + LeaseIds()},
                           {"retryable", true}});
     return;
   }
-  sent_result_.reset();  // the coordinator took the last RESULT: it has moved on
-  lease_.emplace();
-  lease_->id = *lease_id;
-  lease_->gen = ++next_gen_;
+  if (MaxLeases() == 1) sent_results_.clear();  // the coordinator took the last RESULT
+  Lease& l = leases_.emplace_back();
+  l.id = *lease_id;
+  l.gen = ++next_gen_;
   auto parse = [&]() -> Status {
     auto stage = wire::GetInt(m, "stage");
     if (stage.ok() && *stage != opt.stage) {
@@ -679,52 +724,55 @@ void Worker::Impl::HandleAssign(const Message& m) {
     for (const nlohmann::json& t : *it) {
       auto task = ParseTask(t, opt.stage, opt.preset, spec);
       if (!task.ok()) return task.status().WithContext("ASSIGN");
-      lease_->tasks.push_back(std::move(*task));
+      l.tasks.push_back(std::move(*task));
+    }
+    for (const Task& t : l.tasks) {
+      for (auto [blob, bytes] : {std::pair{t.input_blob, t.input_bytes},
+                                 std::pair{t.checkpoint_blob, t.checkpoint_bytes}}) {
+        if (blob.empty()) continue;
+        auto [dit, inserted] = l.downloads.try_emplace(blob);
+        if (inserted) {
+          dit->second.total = bytes;
+          dit->second.data.resize(static_cast<size_t>(bytes));
+        } else if (dit->second.total != bytes) {
+          return Status::InvalidArgument(
+              fmt::format("ASSIGN: blob {} listed with two sizes", blob));
+        }
+      }
     }
     return Status::OK();
   };
   Status st = parse();
   if (!st.ok()) {
-    FailLease(st, /*retryable=*/false);
+    FailLease(l, st, /*retryable=*/false);
     return;
   }
-  for (const Task& t : lease_->tasks) {
-    for (auto [blob, bytes] : {std::pair{t.input_blob, t.input_bytes},
-                               std::pair{t.checkpoint_blob, t.checkpoint_bytes}}) {
-      if (blob.empty()) continue;
-      auto [it, inserted] = lease_->downloads.try_emplace(blob);
-      if (inserted) {
-        it->second.total = bytes;
-        it->second.data.resize(static_cast<size_t>(bytes));
-      } else if (it->second.total != bytes) {
-        FailLease(
-            Status::InvalidArgument(fmt::format("ASSIGN: blob {} listed with two sizes", blob)),
-            false);
-        return;
-      }
-    }
-  }
-  VF_LOG_DEBUG("worker {}: lease {} with {} task(s), {} blob(s) to fetch", opt.worker_id,
-               lease_->id, lease_->tasks.size(), lease_->downloads.size());
+  VF_LOG_DEBUG("worker {}: lease {} with {} task(s), {} blob(s) to fetch", opt.worker_id, l.id,
+               l.tasks.size(), l.downloads.size());
   PumpFetches();
-  if (lease_ && !lease_->computing && lease_->downloads.empty()) StartCompute();
+  TryStartCompute();
 }
 
+// Downloads go in lease order, with one credit for all of them.
 void Worker::Impl::PumpFetches() {
-  if (!lease_) return;
   int64_t in_flight = 0;
-  for (const auto& [blob, d] : lease_->downloads)
-    in_flight += static_cast<int64_t>(d.pending.size());
-  for (auto& [blob, d] : lease_->downloads) {
-    while (in_flight < opt.fetch_credit && d.next_offset < d.total) {
-      const int64_t length =
-          std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), d.total - d.next_offset);
-      if (!Send(Command::kFetch, {{"blob", blob}, {"offset", d.next_offset}, {"length", length}}))
-        return;
-      d.pending[d.next_offset] = length;
-      d.next_offset += length;
-      d.last_activity = Clock::now();
-      ++in_flight;
+  for (const Lease& l : leases_) {
+    for (const auto& [blob, d] : l.downloads) in_flight += static_cast<int64_t>(d.pending.size());
+  }
+  for (Lease& l : leases_) {
+    for (auto& [blob, d] : l.downloads) {
+      while (in_flight < opt.fetch_credit && d.next_offset < d.total) {
+        const int64_t length =
+            std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), d.total - d.next_offset);
+        if (!Send(Command::kFetch,
+                  {{"blob", blob}, {"offset", d.next_offset}, {"length", length}})) {
+          return;
+        }
+        d.pending[d.next_offset] = length;
+        d.next_offset += length;
+        d.last_activity = Clock::now();
+        ++in_flight;
+      }
     }
   }
 }
@@ -737,40 +785,63 @@ void Worker::Impl::HandleChunk(const Message& m) {
     VF_LOG_WARN("worker {}: dropped a malformed CHUNK", opt.worker_id);
     return;
   }
-  if (!lease_ || lease_->computing) return;
-  auto it = lease_->downloads.find(*blob);
-  if (it == lease_->downloads.end()) return;  // stale: another lease's blob
-  Download& d = it->second;
-  auto p = d.pending.find(*offset);
-  if (p == d.pending.end()) return;  // duplicate
+  Lease* l = nullptr;
+  Download* d = nullptr;
+  std::map<int64_t, int64_t>::iterator p;
+  for (Lease& x : leases_) {
+    auto it = x.downloads.find(*blob);
+    if (it == x.downloads.end()) continue;
+    p = it->second.pending.find(*offset);
+    if (p == it->second.pending.end()) continue;
+    l = &x;
+    d = &it->second;
+    break;
+  }
+  if (!l) return;  // stale (a lease no longer held) or a duplicate
   const int64_t length = p->second;
   const auto got = static_cast<int64_t>(m.payload[0].size());
   // The coordinator may serve less than asked (its own chunk size): ask again for the rest.
-  if (*total != d.total || got == 0 || got > length) {
+  if (*total != d->total || got == 0 || got > length) {
     FailLease(
+        *l,
         Status::Corruption(fmt::format("blob {}: CHUNK at {} has {} bytes of {} total, expected "
                                        "1..{} of {}",
-                                       *blob, *offset, got, *total, length, d.total)),
+                                       *blob, *offset, got, *total, length, d->total)),
         /*retryable=*/true);
+    TryStartCompute();
     return;
   }
-  std::copy(m.payload[0].begin(), m.payload[0].end(), d.data.begin() + *offset);
-  d.pending.erase(p);
-  d.received += got;
-  d.last_activity = Clock::now();
+  std::copy(m.payload[0].begin(), m.payload[0].end(), d->data.begin() + *offset);
+  d->pending.erase(p);
+  d->received += got;
+  d->last_activity = Clock::now();
   if (got < length) {
-    d.pending[*offset + got] = length - got;
+    d->pending[*offset + got] = length - got;
     Send(Command::kFetch, {{"blob", *blob}, {"offset", *offset + got}, {"length", length - got}});
   }
   PumpFetches();
-  for (const auto& [id, dl] : lease_->downloads) {
-    if (!dl.done()) return;
-  }
-  StartCompute();
+  if (d->done()) TryStartCompute();
 }
 
-void Worker::Impl::StartCompute() {
-  Lease& l = *lease_;
+void Worker::Impl::TryStartCompute() {
+  for (const Lease& l : leases_) {
+    if (l.computing) return;  // one at a time: the compute thread has one slot
+  }
+  while (true) {
+    Lease* next = nullptr;
+    for (Lease& l : leases_) {
+      if (l.computed) continue;
+      if (std::all_of(l.downloads.begin(), l.downloads.end(),
+                      [](const auto& kv) { return kv.second.done(); })) {
+        next = &l;
+        break;
+      }
+    }
+    if (!next || StartCompute(*next)) return;
+  }
+}
+
+bool Worker::Impl::StartCompute(Lease& l) {
   const models::StageSpec& s = spec;
   if (opt.simulate_ms >= 0) {  // no model: the inputs were fetched, nothing is decoded
     l.downloads.clear();
@@ -784,7 +855,7 @@ void Worker::Impl::StartCompute() {
       job_ = std::move(job);
     }
     cv_.notify_one();
-    return;
+    return true;
   }
   auto build = [&]() -> Result<std::vector<ComputeGroup>> {
     std::vector<ComputeGroup> groups;
@@ -841,8 +912,8 @@ void Worker::Impl::StartCompute() {
     }
   }();
   if (!groups.ok()) {
-    FailLease(groups.status(), /*retryable=*/!groups.status().IsInvalidArgument());
-    return;
+    FailLease(l, groups.status(), /*retryable=*/!groups.status().IsInvalidArgument());
+    return false;
   }
   l.downloads.clear();  // the bytes now live in the requests
   l.computing = true;
@@ -856,10 +927,10 @@ void Worker::Impl::StartCompute() {
     job_ = std::move(job);  // a job not yet picked up belongs to an abandoned lease: replace it
   }
   cv_.notify_one();
+  return true;
 }
 
-void Worker::Impl::QueueUploads(bool result, int step, std::vector<std::string> blobs) {
-  Lease& l = *lease_;
+void Worker::Impl::QueueUploads(Lease& l, bool result, int step, std::vector<std::string> blobs) {
   // An unstarted checkpoint is superseded by anything newer.
   while (!l.uploads.empty() && !l.uploads.back().started && !l.uploads.back().result)
     l.uploads.pop_back();
@@ -887,17 +958,28 @@ bool Worker::Impl::Inlinable(const UploadGroup& g) const {
 }
 
 void Worker::Impl::PumpUploads() {
-  while (lease_ && !lease_->uploads.empty()) {
-    UploadGroup& g = lease_->uploads.front();
+  for (size_t i = 0; i < leases_.size();) {
+    if (!PumpUploadsOf(leases_[i])) {
+      ++i;
+      continue;
+    }
+    leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
+    SendReady();
+  }
+}
+
+bool Worker::Impl::PumpUploadsOf(Lease& l) {
+  while (!l.uploads.empty()) {
+    UploadGroup& g = l.uploads.front();
     const bool inlined = Inlinable(g);
     if (inlined) {
       Message m;
       m.command = g.result ? Command::kResult : Command::kCheckpoint;
-      m.header = {{"lease", lease_->id}, {"inline", true}};
+      m.header = {{"lease", l.id}, {"inline", true}};
       if (!g.result) m.header["step"] = g.step;
       for (const Upload& u : g.uploads) m.payload.push_back(u.data);
-      if (g.result) FlushProgress(/*force=*/true);
-      if (!SendMessage(m)) return;  // refused by a full queue: the next pump sends it again
+      if (g.result) FlushProgress(l, /*force=*/true);
+      if (!SendMessage(m)) return false;  // refused by a full queue: the next pump sends it again
       for (Upload& u : g.uploads) u.next_offset = static_cast<int64_t>(u.data.size());
     }
     int64_t unacked = 0;
@@ -910,7 +992,7 @@ void Worker::Impl::PumpUploads() {
         if (!Send(Command::kPut, {{"upload", u.id}, {"offset", u.next_offset}, {"total", total}},
                   u.data.substr(static_cast<size_t>(u.next_offset), static_cast<size_t>(length)),
                   true)) {
-          return;
+          return false;
         }
         g.started = true;
         u.unacked.insert(u.next_offset);
@@ -920,32 +1002,46 @@ void Worker::Impl::PumpUploads() {
       }
     }
     if (!std::all_of(g.uploads.begin(), g.uploads.end(), [](const Upload& u) { return u.done(); }))
-      return;
+      return false;
     nlohmann::json ids = nlohmann::json::array();
     for (const Upload& u : g.uploads) ids.push_back(u.id);
     // A refused send leaves the group in place: the next pump sends the message again.
     if (!g.result) {
       if (!inlined &&
-          !Send(Command::kCheckpoint, {{"lease", lease_->id}, {"step", g.step}, {"uploads", ids}}))
-        return;
+          !Send(Command::kCheckpoint, {{"lease", l.id}, {"step", g.step}, {"uploads", ids}}))
+        return false;
       std::vector<std::string> blobs;
       for (Upload& u : g.uploads) blobs.push_back(std::move(u.data));
-      lease_->last_checkpoint.emplace(g.step, std::move(blobs));
-      lease_->uploads.pop_front();
+      l.last_checkpoint.emplace(g.step, std::move(blobs));
+      l.uploads.pop_front();
       continue;
     }
     if (!inlined) {
-      FlushProgress(/*force=*/true);
-      if (!Send(Command::kResult, {{"lease", lease_->id}, {"uploads", ids}})) return;
+      FlushProgress(l, /*force=*/true);
+      if (!Send(Command::kResult, {{"lease", l.id}, {"uploads", ids}})) return false;
     }
-    SentResult sent{lease_->id, lease_->tasks, {}};
+    SentResult sent{l.id, std::move(l.tasks), {}};
     for (Upload& u : g.uploads) sent.blobs.push_back(std::move(u.data));
-    sent_result_ = std::move(sent);
-    done += static_cast<int64_t>(lease_->tasks.size());
-    VF_LOG_DEBUG("worker {}: lease {} done", opt.worker_id, lease_->id);
-    lease_.reset();
-    SendReady();
+    done += static_cast<int64_t>(sent.tasks.size());
+    sent_results_.push_back(std::move(sent));
+    while (static_cast<int>(sent_results_.size()) > MaxLeases()) sent_results_.pop_front();
+    VF_LOG_DEBUG("worker {}: lease {} done", opt.worker_id, l.id);
+    return true;
   }
+  return false;
+}
+
+static Upload* FindUpload(std::deque<Lease>& leases, const std::string& id, Lease** owner) {
+  for (Lease& l : leases) {
+    if (l.uploads.empty()) continue;
+    for (Upload& u : l.uploads.front().uploads) {
+      if (u.id == id) {
+        if (owner) *owner = &l;
+        return &u;
+      }
+    }
+  }
+  return nullptr;
 }
 
 void Worker::Impl::HandlePutAck(const Message& m) {
@@ -955,15 +1051,10 @@ void Worker::Impl::HandlePutAck(const Message& m) {
     VF_LOG_WARN("worker {}: dropped a malformed PUT_ACK", opt.worker_id);
     return;
   }
-  if (!lease_ || lease_->uploads.empty()) return;
-  for (Upload& u : lease_->uploads.front().uploads) {
-    if (u.id == *upload) {
-      if (u.unacked.erase(*offset) == 0) return;  // a duplicate (answer to a re-sent PUT)
-      u.last_activity = Clock::now();
-      PumpUploads();
-      return;
-    }
-  }
+  Upload* u = FindUpload(leases_, *upload, nullptr);
+  if (!u || u->unacked.erase(*offset) == 0) return;  // stale, or a duplicate (a re-sent PUT's)
+  u->last_activity = Clock::now();
+  PumpUploads();
 }
 
 // A lost FETCH, CHUNK, PUT or PUT_ACK would leave the lease waiting forever while heartbeats keep
@@ -971,35 +1062,38 @@ void Worker::Impl::HandlePutAck(const Message& m) {
 // CHUNK does arrive gets a duplicate, dropped by HandleChunk; the coordinator answers a re-sent
 // PUT of bytes it already holds with another PUT_ACK, dropped by HandlePutAck.
 void Worker::Impl::RetryStalledTransfers() {
-  if (!lease_) return;
   const auto now = Clock::now();
   const auto retry = TransferRetry();
   const auto waited = [&](Clock::time_point since) {
     return std::chrono::duration_cast<std::chrono::milliseconds>(now - since).count();
   };
-  for (auto& [blob, d] : lease_->downloads) {
-    if (d.pending.empty() || now - d.last_activity < retry) continue;
-    VF_LOG_WARN("worker {}: lease {}: no CHUNK of {} for {} ms; asking again for {} chunk(s)",
-                opt.worker_id, lease_->id, blob, waited(d.last_activity), d.pending.size());
-    d.last_activity = now;
-    for (const auto& [offset, length] : d.pending) {
-      if (!Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}})) break;
+  for (Lease& l : leases_) {
+    for (auto& [blob, d] : l.downloads) {
+      if (d.pending.empty() || now - d.last_activity < retry) continue;
+      VF_LOG_WARN("worker {}: lease {}: no CHUNK of {} for {} ms; asking again for {} chunk(s)",
+                  opt.worker_id, l.id, blob, waited(d.last_activity), d.pending.size());
+      d.last_activity = now;
+      for (const auto& [offset, length] : d.pending) {
+        if (!Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}}))
+          break;
+      }
     }
-  }
-  if (lease_->uploads.empty()) return;
-  for (Upload& u : lease_->uploads.front().uploads) {
-    if (u.unacked.empty() || now - u.last_activity < retry) continue;
-    VF_LOG_WARN(
-        "worker {}: lease {}: no PUT_ACK for upload {} for {} ms; sending {} chunk(s) again",
-        opt.worker_id, lease_->id, u.id, waited(u.last_activity), u.unacked.size());
-    u.last_activity = now;
-    const auto total = static_cast<int64_t>(u.data.size());
-    for (int64_t offset : u.unacked) {
-      const int64_t length =
-          std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), total - offset);
-      if (!Send(Command::kPut, {{"upload", u.id}, {"offset", offset}, {"total", total}},
-                u.data.substr(static_cast<size_t>(offset), static_cast<size_t>(length)), true)) {
-        break;
+    if (l.uploads.empty()) continue;
+    for (Upload& u : l.uploads.front().uploads) {
+      if (u.unacked.empty() || now - u.last_activity < retry) continue;
+      VF_LOG_WARN(
+          "worker {}: lease {}: no PUT_ACK for upload {} for {} ms; sending {} chunk(s) again",
+          opt.worker_id, l.id, u.id, waited(u.last_activity), u.unacked.size());
+      u.last_activity = now;
+      const auto total = static_cast<int64_t>(u.data.size());
+      for (int64_t offset : u.unacked) {
+        const int64_t length =
+            std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), total - offset);
+        if (!Send(Command::kPut, {{"upload", u.id}, {"offset", offset}, {"total", total}},
+                  u.data.substr(static_cast<size_t>(offset), static_cast<size_t>(length)),
+                  true)) {
+          break;
+        }
       }
     }
   }
@@ -1013,78 +1107,93 @@ void Worker::Impl::HandleUnknownUpload(const Message& m) {
   VF_LOG_WARN("worker {}: the coordinator lost the upload of {} for lease {}: {}", opt.worker_id,
               command, lease, wire::GetString(m, "error").ValueOr(""));
   if (command == "RESULT") {
-    if (lease_ || !sent_result_ || sent_result_->lease != lease) return;
-    SentResult r = std::move(*sent_result_);
-    sent_result_.reset();
+    if (FindLease(lease)) return;
+    auto it = std::find_if(sent_results_.begin(), sent_results_.end(),
+                           [&](const SentResult& r) { return r.lease == lease; });
+    if (it == sent_results_.end()) return;
+    SentResult r = std::move(*it);
+    sent_results_.erase(it);
     done -= static_cast<int64_t>(r.tasks.size());  // counted again when the RESULT goes out
-    lease_.emplace();
-    lease_->id = r.lease;
-    lease_->gen = ++next_gen_;
-    lease_->tasks = std::move(r.tasks);
+    // Held beyond MaxLeases() if need be: the coordinator leases nothing more meanwhile.
+    Lease& l = leases_.emplace_front();
+    l.id = r.lease;
+    l.gen = ++next_gen_;
+    l.tasks = std::move(r.tasks);
+    l.computed = true;
     VF_LOG_WARN("worker {}: uploading the result of lease {} again", opt.worker_id, lease);
-    QueueUploads(/*result=*/true, 0, std::move(r.blobs));
+    QueueUploads(l, /*result=*/true, 0, std::move(r.blobs));
   } else if (command == "CHECKPOINT") {
     // Anything queued is newer than the lost checkpoint.
-    if (!lease_ || lease_->id != lease || !lease_->last_checkpoint || !lease_->uploads.empty())
-      return;
-    auto [step, blobs] = *lease_->last_checkpoint;
-    QueueUploads(/*result=*/false, step, std::move(blobs));
+    Lease* l = FindLease(lease);
+    if (!l || !l->last_checkpoint || !l->uploads.empty()) return;
+    auto [step, blobs] = *l->last_checkpoint;
+    QueueUploads(*l, /*result=*/false, step, std::move(blobs));
   }
 }
 
 // An ERROR naming one of our downloads or uploads: that transfer cannot finish.
 void Worker::Impl::HandleTransferError(const Message& m, const std::string& error) {
-  if (!lease_) return;
   const std::string blob = wire::GetString(m, "blob").ValueOr("");
-  if (!blob.empty() && lease_->downloads.count(blob)) {
-    FailLease(Status::IOError(fmt::format("fetching {}: {}", blob, error)), /*retryable=*/true);
-    return;
+  if (!blob.empty()) {
+    for (Lease& l : leases_) {
+      if (!l.downloads.count(blob)) continue;
+      FailLease(l, Status::IOError(fmt::format("fetching {}: {}", blob, error)),
+                /*retryable=*/true);
+      TryStartCompute();
+      return;
+    }
   }
   const std::string upload = wire::GetString(m, "upload").ValueOr("");
-  if (upload.empty() || lease_->uploads.empty()) return;
-  const UploadGroup& g = lease_->uploads.front();
-  const bool ours = std::any_of(g.uploads.begin(), g.uploads.end(),
-                                [&](const Upload& u) { return u.id == upload; });
-  if (!ours) return;
-  if (g.result) {
-    FailLease(Status::IOError(fmt::format("uploading the result: {}", error)), /*retryable=*/true);
+  Lease* l = nullptr;
+  if (upload.empty() || !FindUpload(leases_, upload, &l)) return;
+  if (l->uploads.front().result) {
+    FailLease(*l, Status::IOError(fmt::format("uploading the result: {}", error)),
+              /*retryable=*/true);
   } else {
-    lease_->uploads.pop_front();  // a lost checkpoint only costs recomputation after a crash
+    l->uploads.pop_front();  // a lost checkpoint only costs recomputation after a crash
     PumpUploads();
   }
 }
 
-void Worker::Impl::FlushProgress(bool force) {
-  if (!lease_ || !lease_->progress) return;
+void Worker::Impl::FlushProgress(Lease& l, bool force) {
+  if (!l.progress) return;
   const auto now = Clock::now();
-  const auto [step, steps] = *lease_->progress;
+  const auto [step, steps] = *l.progress;
   if (!force && step < steps &&
-      now - lease_->last_progress < std::chrono::milliseconds(opt.progress_interval_ms)) {
+      now - l.last_progress < std::chrono::milliseconds(opt.progress_interval_ms)) {
     return;
   }
-  Send(Command::kProgress, {{"lease", lease_->id}, {"step", step}, {"steps", steps}});
-  lease_->last_progress = now;
-  lease_->progress.reset();
+  Send(Command::kProgress, {{"lease", l.id}, {"step", step}, {"steps", steps}});
+  l.last_progress = now;
+  l.progress.reset();
 }
 
 void Worker::Impl::HandleEvent(ComputeEvent ev) {
-  if (!lease_ || ev.gen != lease_->gen) return;  // an abandoned lease
+  Lease* l = FindLeaseByGen(ev.gen);
+  if (!l) return;  // an abandoned lease
   switch (ev.kind) {
     case ComputeEvent::Kind::kProgress:
-      lease_->progress = {ev.step, ev.steps};
-      FlushProgress(false);
+      l->progress = {ev.step, ev.steps};
+      FlushProgress(*l, false);
       break;
     case ComputeEvent::Kind::kCheckpoint:
-      FlushProgress(true);
-      QueueUploads(false, ev.step, std::move(ev.blobs));
+      FlushProgress(*l, true);
+      QueueUploads(*l, false, ev.step, std::move(ev.blobs));
       break;
-    case ComputeEvent::Kind::kDone:
-      lease_->computing = false;
-      QueueUploads(true, 0, std::move(ev.blobs));
+    case ComputeEvent::Kind::kDone: {
+      l->computing = false;
+      l->computed = true;
+      const uint64_t gen = l->gen;
+      TryStartCompute();  // the next lease computes while this one's result uploads
+      l = FindLeaseByGen(gen);
+      if (l) QueueUploads(*l, true, 0, std::move(ev.blobs));
       break;
+    }
     case ComputeEvent::Kind::kFailed:
-      if (ev.status.IsCancelled() && lease_->cancel->load()) break;
-      FailLease(ev.status, /*retryable=*/!ev.status.IsInvalidArgument());
+      if (ev.status.IsCancelled() && l->cancel->load()) break;
+      l->computing = false;
+      FailLease(*l, ev.status, /*retryable=*/!ev.status.IsInvalidArgument());
+      TryStartCompute();
       break;
   }
 }
@@ -1098,7 +1207,7 @@ Status Worker::Impl::Run() {
       quit_ = true;
       job_.reset();
     }
-    if (lease_) lease_->cancel->store(true);
+    for (Lease& l : leases_) l.cancel->store(true);
     cv_.notify_all();
     compute.join();
     std::lock_guard<std::mutex> lock(mu_);
@@ -1111,7 +1220,7 @@ Status Worker::Impl::Run() {
     dealer.set(zmq::sockopt::linger, 0);
     dealer.connect(opt.endpoint);
     dealer_ = &dealer;
-    lease_.reset();
+    leases_.clear();
     const auto hb = std::chrono::milliseconds(std::max(1, opt.heartbeat_ms));
     const auto silence = hb * std::max(1, opt.heartbeat_misses);
     VF_LOG_INFO("worker {}: stage {} ({}) connecting to {}", opt.worker_id, opt.stage, spec.name,
@@ -1122,9 +1231,9 @@ Status Worker::Impl::Run() {
     while (!stop.load()) {
       auto now = Clock::now();
       auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_heartbeat - now);
-      if (lease_ && lease_->progress)
+      if (std::any_of(leases_.begin(), leases_.end(), [](const Lease& l) { return l.progress; }))
         wait = std::min(wait, std::chrono::milliseconds(opt.progress_interval_ms));
-      if (lease_) {  // RetryStalledTransfers runs on time
+      if (!leases_.empty()) {  // RetryStalledTransfers runs on time
         wait =
             std::min(wait, std::chrono::duration_cast<std::chrono::milliseconds>(TransferRetry()));
       }
@@ -1162,7 +1271,7 @@ Status Worker::Impl::Run() {
       PumpFetches();  // sends refused by a full queue are retried here
       PumpUploads();
       RetryStalledTransfers();
-      FlushProgress(false);
+      for (Lease& l : leases_) FlushProgress(l, false);
       now = Clock::now();
       if (now >= next_heartbeat) {
         Send(Command::kHeartbeat, nlohmann::json::object());
@@ -1178,7 +1287,7 @@ Status Worker::Impl::Run() {
   }
   dealer_ = nullptr;
   stop_compute();
-  lease_.reset();
+  leases_.clear();
   if (result.ok()) {
     VF_LOG_INFO("worker {}: stopped", opt.worker_id);
   } else {
@@ -1199,6 +1308,8 @@ Result<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options, zmq
   WorkerOptions& o = impl->opt;
   if (o.endpoint.empty()) return Status::InvalidArgument("worker: no coordinator endpoint");
   if (o.max_batch < 1) return Status::InvalidArgument("worker: max_batch must be at least 1");
+  if (o.prefetch < 0 || o.prefetch > 15)
+    return Status::InvalidArgument("worker: prefetch must be in 0..15");
   if (o.heartbeat_ms < 1 || o.heartbeat_misses < 1) {
     return Status::InvalidArgument("worker: heartbeat_ms and heartbeat_misses must be positive");
   }

@@ -1,7 +1,9 @@
 // A stage worker: hosts one cascade stage model (StageRunner) and runs the farm's task loop over
 // ZeroMQ (common/wire.h): READY → ASSIGN → FETCH/CHUNK the inputs → sample (PROGRESS, CHECKPOINT)
 // → PUT the outputs → RESULT → READY. One thread (the caller of Run) owns the DEALER socket and
-// does all I/O, heartbeats included; sampling runs on a compute thread owned by the Worker.
+// does all I/O, heartbeats included; sampling runs on a compute thread owned by the Worker. With
+// WorkerOptions::prefetch the worker holds up to 1 + prefetch leases: one computes, the others
+// fetch their inputs or upload their results meanwhile.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +37,11 @@ struct WorkerOptions {
   int threads = 0;
   // Default: 1. Tasks per ASSIGN.
   int max_batch = 1;
+  // Default: 1. Leases held beyond the one being computed (READY says max_leases = 1 + prefetch):
+  // the next lease's inputs download while the current one computes, and the last result
+  // uploads while the next one computes, so the stage model does not wait on the network or
+  // on the coordinator between tasks. 0 = one lease at a time.
+  int prefetch = 1;
   // Default: 1000. HEARTBEAT interval.
   int heartbeat_ms = 1000;
   // Default: 3. Coordinator silent this many intervals → re-register (READY again).
