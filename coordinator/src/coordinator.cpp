@@ -1454,6 +1454,7 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
       l.identity = id;
       l.last_work_us = Now();  // a new connection: the worker starts its transfers afresh
     }
+    if (l.order == 0) l.order = ++lease_counter_;  // loaded after a restart: the worker's order
     if (w.leases.insert(lease_id).second) {
       for (auto& [job_id, active] : l.tasks) {
         if (active) jobs_.at(job_id).tasks[l.stage].worker_id = w.worker_id;

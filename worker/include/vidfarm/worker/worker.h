@@ -40,7 +40,9 @@ struct WorkerOptions {
   // Default: 1. Leases held beyond the one being computed (READY says max_leases = 1 + prefetch):
   // the next lease's inputs download while the current one computes, and the last result
   // uploads while the next one computes, so the stage model does not wait on the network or
-  // on the coordinator between tasks. 0 = one lease at a time.
+  // on the coordinator between tasks. Costs memory: each prefetched lease's inputs, and the last
+  // 1 + prefetch results (kept in case the coordinator lost their upload). 0 = one lease at a
+  // time. A higher-priority job submitted later waits for the prefetched task.
   int prefetch = 1;
   // Default: 1000. HEARTBEAT interval.
   int heartbeat_ms = 1000;
