@@ -490,7 +490,8 @@ int RunWorkers(const std::vector<std::string>& args) {
   ClientFlags cf;
   FlagSet flags("vidfarm workers [--json]",
                 "Lists the workers the coordinator knows: stage, host, state (idle, busy,\n"
-                "quarantined, dead), current job, done/failed counts, last heartbeat.");
+                "quarantined, dead), current job, leases held of the most it takes (1 +\n"
+                "its --prefetch), done/failed counts, last heartbeat.");
   cf.Add(&flags);
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "workers", &positional, 0, 0); rc >= 0) return rc;
@@ -502,12 +503,15 @@ int RunWorkers(const std::vector<std::string>& args) {
     std::puts((*r)["workers"].dump(2).c_str());
     return 0;
   }
-  std::printf("%-5s %-28s %-12s %-26s %6s %6s %s\n", "stage", "worker", "state", "job", "done",
-              "failed", "heartbeat");
+  std::printf("%-5s %-28s %-12s %-26s %-6s %6s %6s %s\n", "stage", "worker", "state", "job",
+              "leases", "done", "failed", "heartbeat");
   for (const auto& w : (*r)["workers"]) {
-    std::printf("%-5d %-28s %-12s %-26s %6lld %6lld %lldms ago\n", w.value("stage", 0),
+    const std::string leases =
+        fmt::format("{}/{}", w.value("leases", int64_t{0}), w.value("max_leases", int64_t{1}));
+    std::printf("%-5d %-28s %-12s %-26s %-6s %6lld %6lld %lldms ago\n", w.value("stage", 0),
                 w.value("worker_id", "").c_str(), w.value("state", "").c_str(),
-                w.value("job", "").c_str(), static_cast<long long>(w.value("done", int64_t{0})),
+                w.value("job", "").c_str(), leases.c_str(),
+                static_cast<long long>(w.value("done", int64_t{0})),
                 static_cast<long long>(w.value("failed", int64_t{0})),
                 static_cast<long long>(w.value("last_heartbeat_ms_ago", int64_t{0})));
   }

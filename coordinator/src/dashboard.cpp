@@ -50,8 +50,8 @@ async function refresh() {
     $('counts').innerHTML = Object.entries(s.jobs).map(([k, v]) => `<span class="state-${k}">${k} <b>${v}</b></span>`).join('');
     $('queues').innerHTML = s.ready.map((n, k) => `<span>stage ${k} <b>${n}</b></span>`).join('');
     const ws = w.workers;
-    $('workers').innerHTML = ws.length ? '<tr><th>worker</th><th>stage</th><th>host</th><th>state</th><th>job</th><th class="num">done</th><th class="num">failed</th><th class="num">heartbeat</th></tr>' +
-      ws.map(x => `<tr><td>${esc(x.worker_id)}</td><td>${x.stage}</td><td>${esc(x.host)}</td><td>${esc(x.state)}</td><td>${esc(x.job)}</td><td class="num">${x.done}</td><td class="num">${x.failed}</td><td class="num">${x.last_heartbeat_ms_ago} ms ago</td></tr>`).join('')
+    $('workers').innerHTML = ws.length ? '<tr><th>worker</th><th>stage</th><th>host</th><th>state</th><th>job</th><th class="num">leases</th><th class="num">done</th><th class="num">failed</th><th class="num">heartbeat</th></tr>' +
+      ws.map(x => `<tr><td>${esc(x.worker_id)}</td><td>${x.stage}</td><td>${esc(x.host)}</td><td>${esc(x.state)}</td><td>${esc(x.job)}</td><td class="num">${x.leases}/${x.max_leases}</td><td class="num">${x.done}</td><td class="num">${x.failed}</td><td class="num">${x.last_heartbeat_ms_ago} ms ago</td></tr>`).join('')
       : '<tr><td class="muted">no workers</td></tr>';
     const js = l.jobs.slice().sort((a, b) => b.submit_seq - a.submit_seq);
     $('jobs').innerHTML = js.length ? '<tr><th>job</th><th>state</th><th>prompt</th><th>stages</th><th class="num">priority</th><th></th></tr>' +
