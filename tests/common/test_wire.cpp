@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <random>
 
 #include "vidfarm/common/crc32.h"
@@ -126,6 +127,37 @@ TEST(Wire, VideoCodecIsLosslessAndChecksummed) {
   auto old = DecodeVideo(v1);
   ASSERT_TRUE(old.ok()) << old.status().ToString();
   EXPECT_EQ(old->data, v.data);
+}
+
+// A payload whose checksum is right but which holds an infinity or a NaN is refused, wherever
+// the sample sits (first, inside a later block of the check, last), in f16 and f32 payloads.
+TEST(Wire, VideoWithANonFiniteSampleIsRefused) {
+  Video v(3, 8, 24, 40, 12.0);  // 23040 samples: several blocks
+  for (size_t i = 0; i < v.data.size(); ++i) v.data[i] = 0.25f;
+  const std::string halves = EncodeVideo(v);
+  ASSERT_EQ(halves.substr(0, 4), "VFH2");
+  v.data[1] = 0.1f;  // not a half: f32
+  const std::string floats = EncodeVideo(v);
+  ASSERT_EQ(floats.substr(0, 4), "VFV2");
+  ASSERT_TRUE(VerifyVideo(halves).ok());
+  ASSERT_TRUE(VerifyVideo(floats).ok());
+  const size_t n = v.data.size();
+  for (size_t at : {size_t{0}, size_t{4096 * 3 + 17}, n - 1}) {
+    for (uint16_t bits : {uint16_t{0x7c00}, uint16_t{0xfc00}, uint16_t{0x7e01}}) {  // ±inf, NaN
+      std::string b = halves;
+      std::memcpy(b.data() + 32 + 2 * at, &bits, 2);
+      const uint32_t crc = Crc32c(b.data() + 32, b.size() - 32);
+      std::memcpy(b.data() + 28, &crc, 4);
+      EXPECT_EQ(VerifyVideo(b).status().code(), Status::Code::kCorruption) << at << " " << bits;
+    }
+    for (float x : {std::numeric_limits<float>::infinity(), std::nanf("")}) {
+      std::string b = floats;
+      std::memcpy(b.data() + 32 + 4 * at, &x, 4);
+      const uint32_t crc = Crc32c(b.data() + 32, b.size() - 32);
+      std::memcpy(b.data() + 28, &crc, 4);
+      EXPECT_EQ(VerifyVideo(b).status().code(), Status::Code::kCorruption) << at << " " << x;
+    }
+  }
 }
 
 // Every finite binary16 value, worked out here with ldexp: such a video travels as VFH2 (2 bytes a
