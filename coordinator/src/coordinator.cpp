@@ -623,7 +623,7 @@ void Coordinator::Impl::DispatchAll() {
 // Leases as many batches as there are idle workers, all in one store transition (group commit:
 // one synced write per round, not per task), then sends the ASSIGNs.
 void Coordinator::Impl::OfferCredit(Worker& w) {
-  if (w.credit) return;  // queued already
+  if (w.credit || Room(w) <= 0) return;  // queued already, or it holds all it takes
   w.credit = true;
   (w.leases.empty() ? idle_ : spare_)[w.stage].push_back(w.identity);
 }
@@ -647,7 +647,11 @@ void Coordinator::Impl::Dispatch(int stage) {
     auto wit = workers_.find(from.front());
     from.pop_front();
     if (wit == workers_.end() || !wit->second.credit || wit->second.dead ||
-        wit->second.quarantined || wit->second.stage != stage || Room(wit->second) <= 0) {
+        wit->second.quarantined || wit->second.stage != stage) {
+      continue;
+    }
+    if (Room(wit->second) <= 0) {  // out of the queues: its next READY offers the credit again
+      wit->second.credit = false;
       continue;
     }
     Worker& w = wit->second;

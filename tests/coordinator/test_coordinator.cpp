@@ -240,6 +240,50 @@ TEST(Coordinator, PrefetchingWorkerHoldsUpToMaxLeasesAfterIdleWorkers) {
   EXPECT_EQ(farm.WorkerInfo("a")["done"], 3);
 }
 
+// A READY that arrives after the coordinator has already spent its credit (between the RESULT
+// and the READY that follows it, a dispatch round filled the worker's free slots) must not leave
+// the worker marked as asking for work while out of every queue: it would never be leased to
+// again (seen as a hang of `bench dispatch`).
+TEST(Coordinator, LateReadyOfAFullWorkerDoesNotLoseItsCredit) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto w = farm.Worker(0, 1, "w");
+  w->Ready({{"max_leases", 2}});
+  ASSERT_TRUE(farm.WaitWorkers(1));
+  auto ids = farm.Submit({Spec("j0")});
+  wire::Message a, b, c, d;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  ASSERT_TRUE(w->Complete(a));  // RESULT only; its READY comes late
+  farm.WaitStagesDone(ids[0], 1, 3000);
+  farm.Submit({Spec("j1"), Spec("j2")});
+  ASSERT_TRUE(w->Expect(Command::kAssign, &b));  // the free slots, on the credit still held
+  ASSERT_TRUE(w->Expect(Command::kAssign, &c));
+  auto late = farm.Submit({Spec("j3")});  // waits: the worker is full
+  ASSERT_TRUE(w->ExpectSilence(100));
+  w->Ready({{"max_leases", 2}, {"leases", {b.header["lease"], c.header["lease"]}}});
+  ASSERT_TRUE(w->ExpectSilence(100));
+  ASSERT_TRUE(w->Complete(b));
+  w->Ready({{"max_leases", 2}, {"leases", {c.header["lease"]}}});
+  ASSERT_TRUE(w->Expect(Command::kAssign, &d));
+  EXPECT_EQ(d.header["tasks"][0]["job"], late[0]);
+  // The same with a worker that does not list its leases (as the benchmark's no-op worker).
+  ASSERT_TRUE(w->Complete(c));
+  ASSERT_TRUE(w->Complete(d));
+  farm.Submit({Spec("j4"), Spec("j5")});
+  w->Ready({{"max_leases", 2}});
+  wire::Message e, f;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &e));
+  ASSERT_TRUE(w->Expect(Command::kAssign, &f));
+  auto after = farm.Submit({Spec("j6")});
+  w->Ready({{"max_leases", 2}});  // late, while full: no credit
+  ASSERT_TRUE(w->ExpectSilence(100));
+  ASSERT_TRUE(w->Complete(e));
+  w->Ready({{"max_leases", 2}});
+  wire::Message g;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &g));
+  EXPECT_EQ(g.header["tasks"][0]["job"], after[0]);
+}
+
 // A prefetched lease waits behind the one its worker computes: work on the older lease keeps
 // the younger alive, but not the other way round.
 TEST(Coordinator, WorkOnTheOlderLeaseKeepsThePrefetchedOneAlive) {
