@@ -210,6 +210,13 @@ class Coordinator::Impl {
   void Dispatch(int stage);
   // Gives the worker credit (it asked for work) and queues it for Dispatch.
   void OfferCredit(Worker& w);
+  bool AwaitingReupload(const Worker& w) const {
+    for (const std::string& lease_id : w.leases) {
+      auto lit = leases_.find(lease_id);
+      if (lit != leases_.end() && lit->second.awaiting_reupload) return true;
+    }
+    return false;
+  }
   int Room(const Worker& w) const {
     return w.max_leases - static_cast<int>(w.leases.size()) - w.granting;
   }
@@ -1468,13 +1475,9 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
   }
   if (cancelled_any || (!held.empty() && Room(w) <= 0)) return;
   if (w.quarantined) return;
-  for (const std::string& lease_id : w.leases) {
-    auto lit = leases_.find(lease_id);
-    if (lit != leases_.end() && lit->second.awaiting_reupload) {
-      VF_LOG_INFO("coordinator: worker {} is uploading the result of lease {} again; no new work",
-                  w.worker_id, lease_id);
-      return;
-    }
+  if (AwaitingReupload(w)) {
+    VF_LOG_INFO("coordinator: worker {} is uploading a result again; no new work", w.worker_id);
+    return;
   }
   OfferCredit(w);
   dirty_[w.stage] = true;
@@ -1645,12 +1648,14 @@ void Coordinator::Impl::CheckStalledLeases(int64_t now) {
         w ? w->worker_id : PeerName(identity), opts_.lease_stall_seconds);
     VF_LOG_WARN("coordinator: lease {} (stage {}): {}; re-queueing it from its checkpoint", id,
                 lit->second.stage, error);
-    const bool ready_refused = lit->second.awaiting_reupload;
     Send(*wsock_, identity,
          wire::Message{Command::kCancel, {{"lease", id}, {"reason", error}}, {}});
     FailLease(id, error, /*retryable=*/true, w);
-    // Its READY was refused while it owed the upload: give that credit now.
-    if (ready_refused && w && !w->dead && !w->quarantined && !w->credit && w->leases.empty()) {
+    // The credit the lease took comes back with it: a READY refused while the worker owed an
+    // upload, or one spent on an ASSIGN the worker never got (it will not answer this CANCEL of
+    // a lease it does not know). A worker that did hold the lease sends READY as well; that one
+    // finds the credit given.
+    if (w && !w->dead && !w->quarantined && !AwaitingReupload(*w)) {
       OfferCredit(*w);
       dirty_[w->stage] = true;
     }

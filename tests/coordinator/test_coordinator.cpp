@@ -331,8 +331,12 @@ TEST(Coordinator, ProgressOnThePrefetchedLeaseDoesNotKeepTheOlderAlive) {
   EXPECT_EQ(cancel->command, Command::kCancel);
   EXPECT_EQ(cancel->header["lease"], first.header["lease"]);
   EXPECT_GE(NowMs() - t0, 400);
-  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "ready");
-  EXPECT_EQ(farm.Job(ids[1])["tasks"][0]["state"], "leased");
+  // The stalled task comes back to the worker's freed slot; the prefetched one kept its lease.
+  wire::Message again;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &again));
+  EXPECT_EQ(again.header["tasks"][0]["job"], ids[0]);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["attempts"], 2);
+  EXPECT_EQ(farm.Job(ids[1])["tasks"][0]["lease"], second.header["lease"]);
 }
 
 TEST(Coordinator, AgingLetsAnOldLowPriorityJobGoFirst) {
@@ -874,16 +878,40 @@ TEST(Coordinator, LeaseWithoutSignOfWorkIsRequeuedFromItsCheckpoint) {
   EXPECT_EQ(cancel.header["lease"], lease);
   EXPECT_NE(cancel.header["reason"].get<std::string>().find("stalled"), std::string::npos);
   json job = farm.Job(ids[0]);
-  EXPECT_EQ(job["tasks"][0]["state"], "ready");
+  EXPECT_EQ(job["tasks"][0]["attempts"], 2);  // re-queued and leased again
   EXPECT_EQ(job["tasks"][0]["checkpoint_step"], 1);
   EXPECT_NE(job["tasks"][0]["error"].get<std::string>().find("stalled"), std::string::npos);
   EXPECT_EQ(farm.WorkerInfo("a")["state"] == "dead", false);
-  // The worker takes the CANCEL, offers itself again and gets the task back from step 1.
+  // The credit came back with the stalled lease: the task returns to the worker from step 1.
+  // The READY it sends after the CANCEL finds the credit given and changes nothing.
   a->Ready();
   wire::Message again;
   ASSERT_TRUE(a->Expect(Command::kAssign, &again));
   EXPECT_NE(again.header["lease"], lease);
   EXPECT_EQ(again.header["tasks"][0]["checkpoint"]["step"], 1);
+  ASSERT_TRUE(a->Complete(again));
+  farm.WaitStagesDone(ids[0], 1, 3000);
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+}
+
+// An ASSIGN the worker never got (lost on the way): the lease stalls and is re-queued, and the
+// credit it took comes back, so the worker, which will not answer a CANCEL of a lease it does
+// not know, is leased to again without a READY.
+TEST(Coordinator, CreditSpentOnALostAssignComesBackWhenTheLeaseStalls) {
+  Farm farm([](CoordinatorOptions& o) { o.lease_stall_seconds = 0.5; });
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("lost")});
+  auto a = farm.Worker(0, 1, "a");
+  a->Ready();
+  wire::Message lost;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &lost));  // as if it never arrived: no answer
+  wire::Message cancel;
+  ASSERT_TRUE(a->Expect(Command::kCancel, &cancel, 5000));
+  EXPECT_EQ(cancel.header["lease"], lost.header["lease"]);
+  wire::Message again;
+  ASSERT_TRUE(a->Expect(Command::kAssign, &again, 5000));
+  EXPECT_NE(again.header["lease"], lost.header["lease"]);
+  EXPECT_EQ(again.header["tasks"][0]["job"], ids[0]);
   ASSERT_TRUE(a->Complete(again));
   farm.WaitStagesDone(ids[0], 1, 3000);
   EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
