@@ -627,14 +627,14 @@ void Coordinator::Impl::DispatchAll() {
   }
 }
 
-// Leases as many batches as there are idle workers, all in one store transition (group commit:
-// one synced write per round, not per task), then sends the ASSIGNs.
 void Coordinator::Impl::OfferCredit(Worker& w) {
   if (w.credit || Room(w) <= 0) return;  // queued already, or it holds all it takes
   w.credit = true;
   (w.leases.empty() ? idle_ : spare_)[w.stage].push_back(w.identity);
 }
 
+// Leases as many batches as workers have room for (a lease per free slot), all in one store
+// transition (group commit: one synced write per round, not per task), then sends the ASSIGNs.
 void Coordinator::Impl::Dispatch(int stage) {
   auto& idle = idle_[stage];
   auto& spare = spare_[stage];
