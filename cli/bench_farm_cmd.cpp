@@ -266,8 +266,8 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   flags.Int("prefetch", 0, &prefetch, "leases per worker beyond one (0..15)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
-  if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 ||
-      !(rate > 0) || prefetch < 0 || prefetch > 15) {
+  if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 || !(rate > 0) ||
+      prefetch < 0 || prefetch > 15) {
     return Fail("bench",
                 "--tasks >= 1, --workers 1..256, --batch >= 1, --latency-tasks >= 0, --rate > 0, "
                 "--prefetch 0..15",

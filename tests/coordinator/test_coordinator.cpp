@@ -284,17 +284,31 @@ TEST(Coordinator, LateReadyOfAFullWorkerDoesNotLoseItsCredit) {
   EXPECT_EQ(g.header["tasks"][0]["job"], after[0]);
 }
 
+// Two jobs leased to one worker "a" that takes two leases at once, on a farm whose leases
+// stall after 0.5 s without a sign of work.
+struct TwoLeasesOneWorker {
+  Farm farm{[](CoordinatorOptions& o) { o.lease_stall_seconds = 0.5; }};
+  std::vector<std::string> ids;
+  std::unique_ptr<FakeWorker> a;
+  wire::Message first, second;
+
+  ::testing::AssertionResult Start() {
+    auto st = farm.Start();
+    if (!st) return st;
+    ids = farm.Submit({Spec("first"), Spec("second")});
+    a = farm.Worker(0, 1, "a");
+    a->Ready({{"max_leases", 2}});
+    st = a->Expect(Command::kAssign, &first);
+    return st ? a->Expect(Command::kAssign, &second) : st;
+  }
+};
+
 // A prefetched lease waits behind the one its worker computes: work on the older lease keeps
 // the younger alive, but not the other way round.
 TEST(Coordinator, WorkOnTheOlderLeaseKeepsThePrefetchedOneAlive) {
-  Farm farm([](CoordinatorOptions& o) { o.lease_stall_seconds = 0.5; });
-  ASSERT_TRUE(farm.Start());
-  auto ids = farm.Submit({Spec("first"), Spec("second")});
-  auto a = farm.Worker(0, 1, "a");
-  a->Ready({{"max_leases", 2}});
-  wire::Message first, second;
-  ASSERT_TRUE(a->Expect(Command::kAssign, &first));
-  ASSERT_TRUE(a->Expect(Command::kAssign, &second));
+  TwoLeasesOneWorker t;
+  ASSERT_TRUE(t.Start());
+  auto& [farm, ids, a, first, second] = t;
   for (int step = 1; step <= 8; ++step) {  // 1.6 s, more than 3 stall periods
     a->Send(Command::kProgress, {{"lease", first.header["lease"]}, {"step", step}, {"steps", 10}});
     ASSERT_TRUE(a->ExpectSilence(200));
@@ -313,14 +327,9 @@ TEST(Coordinator, WorkOnTheOlderLeaseKeepsThePrefetchedOneAlive) {
 }
 
 TEST(Coordinator, ProgressOnThePrefetchedLeaseDoesNotKeepTheOlderAlive) {
-  Farm farm([](CoordinatorOptions& o) { o.lease_stall_seconds = 0.5; });
-  ASSERT_TRUE(farm.Start());
-  auto ids = farm.Submit({Spec("first"), Spec("second")});
-  auto a = farm.Worker(0, 1, "a");
-  a->Ready({{"max_leases", 2}});
-  wire::Message first, second;
-  ASSERT_TRUE(a->Expect(Command::kAssign, &first));
-  ASSERT_TRUE(a->Expect(Command::kAssign, &second));
+  TwoLeasesOneWorker t;
+  ASSERT_TRUE(t.Start());
+  auto& [farm, ids, a, first, second] = t;
   const int64_t t0 = NowMs();
   std::optional<wire::Message> cancel;
   for (int step = 1; step <= 10 && !cancel; ++step) {

@@ -1074,8 +1074,7 @@ void Worker::Impl::RetryStalledTransfers() {
                   opt.worker_id, l.id, blob, waited(d.last_activity), d.pending.size());
       d.last_activity = now;
       for (const auto& [offset, length] : d.pending) {
-        if (!Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}}))
-          break;
+        if (!Send(Command::kFetch, {{"blob", blob}, {"offset", offset}, {"length", length}})) break;
       }
     }
     if (l.uploads.empty()) continue;
@@ -1090,8 +1089,7 @@ void Worker::Impl::RetryStalledTransfers() {
         const int64_t length =
             std::min<int64_t>(static_cast<int64_t>(opt.chunk_bytes), total - offset);
         if (!Send(Command::kPut, {{"upload", u.id}, {"offset", offset}, {"total", total}},
-                  u.data.substr(static_cast<size_t>(offset), static_cast<size_t>(length)),
-                  true)) {
+                  u.data.substr(static_cast<size_t>(offset), static_cast<size_t>(length)), true)) {
           break;
         }
       }

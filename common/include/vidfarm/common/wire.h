@@ -39,9 +39,9 @@ inline constexpr std::string_view kVersion = "VF1";
 
 enum class Command {
   // worker → coordinator
-  kReady,       // {worker_id, host, pid, stage, preset, model_sha256, max_batch, shape:{frames,height,width,fps},
-                //   max_leases?: leases held at once (1 + prefetch; default 1),
-                //   leases?: [lease ids held, oldest first] (and lease: the oldest, for old coordinators)}
+  kReady,       // {worker_id, host, pid, stage, preset, model_sha256, max_batch, shape:{frames,
+                //   height, width, fps}, max_leases?: 1 + prefetch (default 1), leases?: [held
+                //   lease ids, oldest first], lease?: the oldest (the older single form)}
   kHeartbeat,   // {} (both directions)
   kProgress,    // {lease, step, steps}
   kCheckpoint,  // {lease, step, uploads:[upload per task]}: sampler latents already PUT
