@@ -567,6 +567,35 @@ TEST_F(WorkerTest, PrefetchedLeaseDownloadsWhileTheFirstComputes) {
   EXPECT_EQ(w.worker().stats().done, 2);
 }
 
+// Leases compute in the order they were assigned, even when a younger one's input is here
+// first: the coordinator keeps the younger alive on the older one's progress.
+TEST_F(WorkerTest, LeasesComputeInAssignmentOrder) {
+  WorkerOptions o = Options(2);
+  o.simulate_ms = 200;
+  o.prefetch = 1;
+  RunningWorker w(o, ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  const std::string bytes = wire::EncodeVideo(Input(2));
+  fake_.blobs["in-now"] = bytes;  // served at once; "in-late" is not known to the fake yet
+  const auto size = static_cast<int64_t>(bytes.size());
+  Assign("L-old", 2, {TaskJson(2, Spec(2, 3, 5, "old"), "in-late", size)});
+  Assign("L-new", 2, {TaskJson(2, Spec(2, 3, 6, "new"), "in-now", size)});
+  auto fetch = fake_.Recv(milliseconds(5000));  // the FETCH of the unknown blob comes to us
+  ASSERT_TRUE(fetch);
+  ASSERT_EQ(fetch->command, Command::kFetch);
+  ASSERT_EQ(fetch->header["blob"], "in-late");
+  // L-new's input is here, yet nothing is computed while L-old waits for its own.
+  auto early = fake_.Recv(milliseconds(500));
+  EXPECT_FALSE(early) << wire::CommandName(early->command) << " " << early->header.dump();
+  fake_.Send(Command::kChunk, {{"blob", "in-late"}, {"offset", 0}, {"total", size}}, {bytes});
+  auto first = fake_.Expect(Command::kResult);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->header["lease"], "L-old");
+  auto second = fake_.Expect(Command::kResult);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->header["lease"], "L-new");
+}
+
 // Two leases held at once on a real model give each the video it gives alone.
 TEST_F(WorkerTest, TwoHeldLeasesGiveTheSameVideosAsAlone) {
   WorkerOptions o = Options(0);

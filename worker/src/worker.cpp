@@ -395,7 +395,8 @@ class Worker::Impl {
   // True when the lease's RESULT went out (the caller drops the lease).
   bool PumpUploadsOf(Lease& l);
   void FlushProgress(Lease& l, bool force);
-  // Hands the first lease whose inputs are all here to the compute thread, unless one computes.
+  // Hands the oldest lease not yet computed to the compute thread once its inputs are all here,
+  // unless one computes.
   void TryStartCompute();
   // False when the lease failed (and is gone).
   bool StartCompute(Lease& l);
@@ -823,21 +824,22 @@ void Worker::Impl::HandleChunk(const Message& m) {
   if (d->done()) TryStartCompute();
 }
 
+// Strictly in assignment order, even when a younger lease's inputs arrive first: the
+// coordinator keeps a worker's younger leases alive on the work it reports on an older one
+// (lease_stall_seconds), which holds only while the younger ones wait behind it.
 void Worker::Impl::TryStartCompute() {
   for (const Lease& l : leases_) {
     if (l.computing) return;  // one at a time: the compute thread has one slot
   }
   while (true) {
-    Lease* next = nullptr;
-    for (Lease& l : leases_) {
-      if (l.computed) continue;
-      if (std::all_of(l.downloads.begin(), l.downloads.end(),
-                      [](const auto& kv) { return kv.second.done(); })) {
-        next = &l;
-        break;
-      }
+    auto next = std::find_if(leases_.begin(), leases_.end(),
+                             [](const Lease& l) { return !l.computed; });
+    if (next == leases_.end() ||
+        !std::all_of(next->downloads.begin(), next->downloads.end(),
+                     [](const auto& kv) { return kv.second.done(); })) {
+      return;
     }
-    if (!next || StartCompute(*next)) return;
+    if (StartCompute(*next)) return;  // else it failed and is gone: try the next
   }
 }
 
