@@ -267,7 +267,7 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
   if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 || !(rate > 0) ||
-      prefetch < 0 || prefetch > 15) {
+      prefetch < 0 || prefetch > worker::kMaxPrefetch) {
     return Fail("bench",
                 "--tasks >= 1, --workers 1..256, --batch >= 1, --latency-tasks >= 0, --rate > 0, "
                 "--prefetch 0..15",
@@ -735,7 +735,9 @@ int RunBenchPipeline(const std::vector<std::string>& args) {
   flags.Int("prefetch", 0, &prefetch, "leases per worker beyond the one computing (0..15)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
-  if (prefetch < 0 || prefetch > 15) return Fail("bench", "--prefetch must be in 0..15", 2);
+  if (prefetch < 0 || prefetch > worker::kMaxPrefetch) {
+    return Fail("bench", fmt::format("--prefetch must be in 0..{}", worker::kMaxPrefetch), 2);
+  }
   auto ms = ParseIntList(ms_text, flags.Describe("ms"));
   if (!ms.ok()) return Fail("bench", ms.status().message(), 2);
   auto pools = ParseIntList(pools_text, flags.Describe("pools"));

@@ -55,7 +55,8 @@ int RunWorker(const std::vector<std::string>& args) {
   if (max_batch < 1 || max_batch > 64) return Fail("worker", "--max-batch must be in 1..64", 2);
   o.stage = static_cast<int>(stage);
   o.max_batch = static_cast<int>(max_batch);
-  if (prefetch < 0 || prefetch > 15) return Fail("worker", "--prefetch must be in 0..15", 2);
+  if (prefetch < 0 || prefetch > worker::kMaxPrefetch)
+    return Fail("worker", fmt::format("--prefetch must be in 0..{}", worker::kMaxPrefetch), 2);
   o.prefetch = static_cast<int>(prefetch);
   o.heartbeat_ms = static_cast<int>(heartbeat_ms);
   o.checkpoint_every = static_cast<int>(checkpoint_every);

@@ -1308,8 +1308,8 @@ Result<std::unique_ptr<Worker>> Worker::Create(const WorkerOptions& options, zmq
   WorkerOptions& o = impl->opt;
   if (o.endpoint.empty()) return Status::InvalidArgument("worker: no coordinator endpoint");
   if (o.max_batch < 1) return Status::InvalidArgument("worker: max_batch must be at least 1");
-  if (o.prefetch < 0 || o.prefetch > 15)
-    return Status::InvalidArgument("worker: prefetch must be in 0..15");
+  if (o.prefetch < 0 || o.prefetch > kMaxPrefetch)
+    return Status::InvalidArgument(fmt::format("worker: prefetch must be in 0..{}", kMaxPrefetch));
   if (o.heartbeat_ms < 1 || o.heartbeat_misses < 1) {
     return Status::InvalidArgument("worker: heartbeat_ms and heartbeat_misses must be positive");
   }

@@ -17,6 +17,9 @@
 
 namespace vidfarm::worker {
 
+// The largest WorkerOptions::prefetch (a worker then holds 16 leases, the coordinator's limit).
+inline constexpr int kMaxPrefetch = 15;
+
 struct WorkerOptions {
   // The coordinator's worker ROUTER (tcp://… or inproc://…).
   std::string endpoint;
