@@ -60,6 +60,10 @@ int RunTrain(const std::vector<std::string>& args) {
   flags.String("out", 'o', &o.out, "model package directory to write");
   flags.String("checkpoint-dir", 0, &o.checkpoint_dir, "checkpoints (default: OUT.ckpt)");
   flags.Bool("resume", 0, &o.resume, "continue from the latest checkpoint (fresh if none)");
+  flags.String("init-from", 0, &o.init_from,
+               "a fresh run starts from this other run's latest checkpoint (its step, weights, "
+               "EMA, Adam state, loss log); layers the network gained since (the base's frame "
+               "embedding) start at zero");
   flags.Int("batch", 'b', &o.batch, "examples per step");
   flags.Double("lr", 0, &o.lr, "Adam learning rate (after linear warmup)");
   flags.Int("warmup", 0, &o.warmup, "warmup steps");

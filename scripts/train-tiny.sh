@@ -28,39 +28,45 @@ fi
 bf16_flag=()
 [[ "$bf16" == 1 ]] && bf16_flag=(--bf16)
 
-# name  stage  steps  batch  lr     extra flags
 # SR stages: lr 1e-3 (an A/B at 400 steps of ssr2: 18.8 dB held-out PSNR against 15.9 dB at 3e-4)
 # and conditioning augmentation t <= 0.15 (log-SNR >= 2.9; the tiny preset samples at 10, see
 # stage_models/src/net/preset.cpp). SR stages train with the preset's cond_prior_std output (TSR:
 # a guess blended between the original frames, std 0.02; SSR: bilinear, std near its RMS error);
 # a checkpoint keeps its own output when resumed (the committed ssr3 run: std 0.1).
 # --lr-decay-from D: from step D to the row's steps the rate falls along a half cosine to 0.1 lr.
+# ship: the models/tiny/<ship> package the row writes; '-' = not shipped (the package goes to
+# training/tiny/<name>/package). The shipped base is base-frames: the base run grown by the frame
+# embedding (UNetConfig::frame_embedding) at its step 19000 (--init-from) and trained on; without
+# it the base drew the same frames for "moving left" and "moving right".
 # The committed ssr2, ssr3 and ssr6 ran at a constant rate (ssr2 to 3219, ssr3 to 6452, ssr6 to
 # 4258), then were resumed with the cooldown below: ssr2's held-out PSNR went 31.40 -> 31.96 dB
 # over its cooldown (5000 -> 6500), ssr6's 36.72 -> 36.95 (6000 -> 8000). The base ran at a
 # constant rate to 13085, then was resumed with its cooldown to 19000 (mean loss over the last
 # log windows 0.036 -> 0.029).
 plan=(
-  "base   0  19000  16  3e-4  --image-fraction 0.2 --lr-decay-from 13085"
-  "tsr1   1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
-  "ssr2   2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
-  "ssr3   3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"
-  "tsr4   4  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
-  "tsr5   5  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
-  "ssr6   6  8000   8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500 --lr-decay-from 6000"
+  # name     ship  stage steps  batch lr    extra flags
+  "base      -     0  19000  16  3e-4  --image-fraction 0.2 --lr-decay-from 13085"
+  "base-frames base 0  22500  16  3e-4  --image-fraction 0.2 --init-from training/tiny/base --lr-decay-from 21000"
+  "tsr1      tsr1  1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
+  "ssr2      ssr2  2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
+  "ssr3      ssr3  3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"
+  "tsr4      tsr4  4  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
+  "tsr5      tsr5  5  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
+  "ssr6      ssr6  6  8000   8   1e-3  --aug-t-max 0.15 --crop-frames 16 --eval-every 500 --lr-decay-from 6000"
   # The v-vs-eps comparison of `vidfarm eval` (paper Figure 13): ssr2 again at a constant rate like
   # ssr2's first 5000 steps, once eps-prediction and once v-prediction with the same plain output
   # (no skip around the conditioning, which only the v parameterisation has).
-  "ssr2-eps 2 3000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --prediction eps"
-  "ssr2-v   2 3000  8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --plain-output"
+  "ssr2-eps  -     2  3000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --prediction eps"
+  "ssr2-v    -     2  3000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --plain-output"
 )
 want=("$@")
+cd "$root"  # --init-from and the provenance name checkpoints relative to the repository
 for row in "${plan[@]}"; do
-  read -r name stage steps batch lr extra <<<"$row"
+  read -r name ship stage steps batch lr extra <<<"$row"
   if [[ ${#want[@]} -gt 0 && ! " ${want[*]} " =~ " $name " ]]; then continue; fi
   steps=$(python3 -c "print(max(1, int($steps * $scale)))")
-  out="$root/models/tiny/$name"
-  [[ "$name" == *-* ]] && out="$root/training/tiny/$name/package"  # comparison runs: not shipped
+  out="$root/models/tiny/$ship"
+  [[ "$ship" == - ]] && out="$root/training/tiny/$name/package"  # not shipped
   # shellcheck disable=SC2086
   "$bin" train --stage "$stage" --preset tiny --data synth --steps "$steps" --batch "$batch" \
     --lr "$lr" --warmup 200 "${bf16_flag[@]}" --device "$device" --checkpoint-every 250 --log-every 50 \

@@ -219,9 +219,11 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
     auto a = UNetConfig::FromJson(config.at("architecture"));
     if (!a.ok()) return corrupt(a.status().message());
     arch = *a;
-    // The output skip goes with the parameterization (like "prediction"): the package says.
+    // The output skip goes with the parameterization (like "prediction"), and the frame embedding
+    // with the weights: the package says.
     UNetConfig want = expected.net;
     CopyOutputSkip(arch, &want);
+    want.frame_embedding = arch.frame_embedding;
     if (!(arch == want)) {
       return Status::InvalidArgument("package " + dir + " architecture differs from " +
                                      StageName(expected.index, expected.label) + ": " +
@@ -241,6 +243,7 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
   }
   pkg.spec.sampling.prediction = prediction;
   CopyOutputSkip(arch, &pkg.spec.net);
+  pkg.spec.net.frame_embedding = arch.frame_embedding;
 
   const std::string wpath = (fs::path(dir) / weights_file).string();
   if (!fs::exists(wpath, ec)) {

@@ -80,6 +80,10 @@ StageSpec FromRow(int index, const CascadeStageShape& r, int64_t channels, int64
   s.net.cond_prior_std = s.net.super_resolution ? (tsr ? 0.02 : 0.1) : 0.0;
   s.net.cond_prior_blend = tsr ? r.temporal_factor : 0;
   s.net.temporal = r.temporal_attention ? TemporalMixing::kAttention : TemporalMixing::kConv;
+  // The base draws motion from nothing but the prompt, so it needs to know where each frame lies
+  // in the clip (UNetConfig::frame_embedding: without it the tiny base drew the same frames for
+  // "moving left" and "moving right"). SR stages read motion off their conditioning video.
+  s.net.frame_embedding = r.kind == StageKind::kBase;
   s.net.text_dim = text_dim;
   s.sampling.oscillating = r.oscillating_cfg;
   return s;

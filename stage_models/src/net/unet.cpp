@@ -61,6 +61,7 @@ nlohmann::json UNetConfig::ToJson() const {
   j["cond_skip"] = cond_skip;
   if (cond_prior_std > 0) j["cond_prior_std"] = cond_prior_std;  // absent: off (older packages)
   if (cond_prior_blend > 0) j["cond_prior_blend"] = cond_prior_blend;  // absent: off
+  if (frame_embedding) j["frame_embedding"] = true;                    // absent: off
   return j;
 }
 
@@ -96,6 +97,7 @@ Result<UNetConfig> UNetConfig::FromJson(const nlohmann::json& j) {
     c.cond_skip = j.value("cond_skip", false);
     c.cond_prior_std = j.value("cond_prior_std", 0.0);
     c.cond_prior_blend = j.value("cond_prior_blend", int64_t{0});
+    c.frame_embedding = j.value("frame_embedding", false);
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("bad U-Net architecture JSON: ") + e.what());
   }
@@ -211,7 +213,8 @@ struct NormImpl : torch::nn::Module {
 // What every block needs to know about the batch.
 struct SampleCtx {
   int64_t b = 0, t = 0;
-  torch::Tensor emb;            // [B,E], already through SiLU
+  torch::Tensor emb;            // [B,E] or, with emb_per_frame, [B*T,E]; already through SiLU
+  bool emb_per_frame = false;
   torch::Tensor text;           // [B,L,D] effective tokens (null text where dropped)
   torch::Tensor text_mask;      // [B,L] bool effective mask
   bool temporal_off = false;    // every sample is an image: skip temporal layers
@@ -231,9 +234,13 @@ struct ResBlockImpl : torch::nn::Module {
     auto h = conv1->forward(ops::silu(norm1->forward(x)));
     h = norm2->forward(h);
     const int64_t c = h.size(1);
-    // Per-sample scale/shift, shared by all frames of the sample.
-    auto ss = emb_proj->forward(ctx.emb);  // [B,2C]
-    ss = ss.unsqueeze(1).expand({ctx.b, ctx.t, 2 * c}).reshape({ctx.b * ctx.t, 2 * c, 1, 1});
+    // Per-sample scale/shift, shared by all frames of the sample (per frame with frame_embedding).
+    auto ss = emb_proj->forward(ctx.emb);  // [B,2C] or [B*T,2C]
+    if (ctx.emb_per_frame) {
+      ss = ss.view({ctx.b * ctx.t, 2 * c, 1, 1});
+    } else {
+      ss = ss.unsqueeze(1).expand({ctx.b, ctx.t, 2 * c}).reshape({ctx.b * ctx.t, 2 * c, 1, 1});
+    }
     auto scale = ss.narrow(1, 0, c);
     auto shift = ss.narrow(1, c, c);
     h = ops::scale_shift(h, scale + 1.0, shift);
@@ -433,6 +440,10 @@ VideoUNetImpl::VideoUNetImpl(const UNetConfig& config, torch::Device device) : c
     aug2_ = register_module("aug_embed_lin2", std::make_shared<LinearImpl>(emb, emb, device));
   }
   text_pool_ = register_module("text_pool", std::make_shared<LinearImpl>(c.text_dim, emb, device));
+  if (c.frame_embedding) {
+    frame_embed_ =
+        register_module("frame_embed", std::make_shared<LinearImpl>(c.dim, emb, device));
+  }
   null_text_ = register_parameter("null_text", NewParam({c.text_dim}, device));
   null_pooled_ = register_parameter("null_pooled", NewParam({c.text_dim}, device));
 
@@ -591,7 +602,17 @@ torch::Tensor VideoUNetImpl::Embed(const UNetInputs& in, const torch::Tensor& ke
     auto k = keep.unsqueeze(1);
     pooled = pooled * k + null_pooled_.unsqueeze(0) * (1.0 - k);
   }
-  return ops::silu(ops::add(e, text_pool_->forward(pooled)));
+  e = ops::add(e, text_pool_->forward(pooled));
+  if (!frame_embed_ || in.z.size(2) < 2) return ops::silu(e);
+  // Frame f's code: Sinusoidal of f/16 (angular rates 1 to 1/1000 per frame).
+  const int64_t b = in.z.size(0), t = in.z.size(2);
+  auto idx = torch::arange(t, torch::TensorOptions().dtype(torch::kFloat32).device(e.device()));
+  auto fe = frame_embed_->forward(Sinusoidal(idx / 16.0, config_.dim).to(dtype()));  // [T,E]
+  auto per = fe.unsqueeze(0).expand({b, t, fe.size(1)});
+  if (in.image_mask.defined()) {  // image samples: frames are unrelated images, no frame term
+    per = per * (1.0 - in.image_mask.to(e.device(), dtype())).view({b, 1, 1});
+  }
+  return ops::silu(ops::add(e.unsqueeze(1), per).reshape({b * t, -1}));
 }
 
 torch::Tensor VideoUNetImpl::forward(const UNetInputs& in) {
@@ -614,6 +635,7 @@ torch::Tensor VideoUNetImpl::forward(const UNetInputs& in) {
   const auto dt = dtype();
   if (in.text_keep.defined()) keep = in.text_keep.to(dt);
   ctx.emb = Embed(in, keep);
+  ctx.emb_per_frame = frame_embed_ && t >= 2;  // as Embed decides
 
   if (c.cross_attention) {
     auto tokens = in.text_tokens.to(dt);
@@ -758,7 +780,9 @@ void InitWeights(torch::nn::Module& m, uint64_t seed) {
     if (p.device().is_meta()) continue;
     const bool is_bias = EndsWith(name, "bias");  // includes rel_bias
     const bool is_scale = p.dim() == 1 && EndsWith(name, "weight");
-    if (is_bias) {
+    // The frame embedding starts at zero, so a network grown by it (vidfarm train --init-from)
+    // computes what it did before.
+    if (is_bias || name.rfind("frame_embed.", 0) == 0) {
       p.zero_();
       continue;
     }

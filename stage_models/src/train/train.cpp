@@ -88,6 +88,9 @@ class Trainer {
   explicit Trainer(const TrainOptions& o) : opt_(o) {}
   Status Init();
   Status Resume();
+  Status InitFrom();
+  Status LoadTensors(const fs::path& dir, std::vector<std::string>* missing);
+  void AdoptProgress(const fs::path& run_dir, const nlohmann::json& state);
   void AdoptCheckpointOutputSkip();
   Result<Batch> MakeBatch(int64_t step);
   Result<double> Step(int64_t step);
@@ -118,6 +121,7 @@ class Trainer {
   // The learning-rate schedule as run: one segment per change of rate, warmup or cooldown across
   // resumes, each with the steps it covered ("from", and "until" once a later one took over).
   nlohmann::json lr_history_ = nlohmann::json::array();
+  nlohmann::json init_from_;  // provenance of --init-from (null if none)
 };
 
 Result<std::unique_ptr<Trainer>> Trainer::Create(const TrainOptions& options) {
@@ -218,13 +222,13 @@ Status Trainer::Init() {
     }
   }
   const bool have_ckpt = fs::exists(ckpt_dir_ / kLatestFile);
-  if (o.resume) {
-    if (!have_ckpt) {
-      VF_LOG_INFO("no checkpoint in {}: starting from step 0", ckpt_dir_.string());
-    } else {
-      VF_RETURN_NOT_OK(Resume());
-    }
-  } else if (have_ckpt) {
+  if (o.resume && have_ckpt) {
+    VF_RETURN_NOT_OK(Resume());
+  } else if (o.resume && o.init_from.empty()) {
+    VF_LOG_INFO("no checkpoint in {}: starting from step 0", ckpt_dir_.string());
+  }
+  if (!have_ckpt && !o.init_from.empty()) VF_RETURN_NOT_OK(InitFrom());
+  if (!o.resume && have_ckpt) {
     return Status::InvalidArgument(fmt::format(
         "{} already holds a checkpoint of a training run: pass --resume to continue it, or "
         "choose another --checkpoint-dir / remove that directory to start over",
@@ -263,23 +267,44 @@ void Trainer::NoteLrSegment() {
   lr_history_.push_back(std::move(seg));
 }
 
+namespace {
+
+// The latest checkpoint of a run directory (LATEST names it) and its state.json.
+Result<std::pair<fs::path, nlohmann::json>> LatestCheckpoint(const fs::path& run_dir) {
+  std::ifstream latest(run_dir / kLatestFile);
+  std::string name;
+  latest >> name;
+  const fs::path dir = run_dir / name;
+  if (name.empty() || !fs::is_directory(dir)) {
+    return Status::Corruption(
+        fmt::format("{}/LATEST names '{}', which is not a checkpoint", run_dir.string(), name));
+  }
+  std::ifstream state_in(dir / "state.json");
+  auto state = nlohmann::json::parse(state_in, nullptr, false);
+  if (state.is_discarded() || !state.is_object()) {
+    return Status::Corruption(fmt::format("{}/state.json is not valid JSON", dir.string()));
+  }
+  return std::make_pair(dir, std::move(state));
+}
+
+}  // namespace
+
 // The SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend) goes with the
 // weights, as in a model package: resuming without --cond-prior-std keeps the checkpoint's, even
 // where the preset has moved on; the architecture check in Resume() then compares the rest.
 void Trainer::AdoptCheckpointOutputSkip() {
-  if (!opt_.resume || opt_.cond_prior_std >= 0 || opt_.plain_output ||
-      spec_.kind == StageKind::kBase) {
-    return;
+  if (!opt_.resume) return;
+  auto latest = LatestCheckpoint(ckpt_dir_);
+  if (!latest.ok() || !latest->second.contains("architecture")) return;  // Resume() reports it
+  auto arch = UNetConfig::FromJson(latest->second["architecture"]);
+  if (!arch.ok()) return;
+  // The frame embedding goes with the weights too: a run started before it keeps going without.
+  if (arch->frame_embedding != spec_.net.frame_embedding) {
+    VF_LOG_INFO("stage {}: keeping the checkpoint's frame_embedding ({})", spec_.name,
+                arch->frame_embedding);
+    spec_.net.frame_embedding = arch->frame_embedding;
   }
-  std::ifstream latest(ckpt_dir_ / kLatestFile);
-  std::string name;
-  latest >> name;
-  if (name.empty()) return;
-  std::ifstream in(ckpt_dir_ / name / "state.json");
-  const auto state = nlohmann::json::parse(in, nullptr, false);
-  if (state.is_discarded() || !state.is_object() || !state.contains("architecture")) return;
-  auto arch = UNetConfig::FromJson(state["architecture"]);
-  if (!arch.ok()) return;  // Resume() reports it
+  if (opt_.cond_prior_std >= 0 || opt_.plain_output || spec_.kind == StageKind::kBase) return;
   if (!SameOutputSkip(*arch, spec_.net)) {
     VF_LOG_INFO(
         "stage {}: keeping the checkpoint's output skip (cond_skip {}, cond_prior_std {}, "
@@ -289,20 +314,103 @@ void Trainer::AdoptCheckpointOutputSkip() {
   }
 }
 
+
+// Copies a checkpoint's tensors into the run's. Every checkpoint tensor must find its place; with
+// `missing` set, tensors of the network the checkpoint lacks keep their values and are listed there
+// (a grown network), otherwise they are an error.
+Status Trainer::LoadTensors(const fs::path& dir, std::vector<std::string>* missing) {
+  VF_ASSIGN_OR_RETURN(auto weights, ReadSafetensors((dir / "weights.safetensors").string()));
+  VF_ASSIGN_OR_RETURN(auto adam, ReadSafetensors((dir / "adam.safetensors").string()));
+  torch::NoGradGuard no_grad;
+  size_t used = 0;
+  auto load = [&](std::map<std::string, torch::Tensor>& from, const std::string& key,
+                  torch::Tensor& into, bool* absent) -> Status {
+    auto it = from.find(key);
+    if (it == from.end() && missing != nullptr) {
+      *absent = true;
+      return Status::OK();
+    }
+    if (it == from.end() || it->second.sizes() != into.sizes()) {
+      return Status::Corruption(
+          fmt::format("checkpoint {}: tensor {} missing or of the wrong shape", dir.string(), key));
+    }
+    into.copy_(it->second);
+    ++used;
+    return Status::OK();
+  };
+  for (size_t i = 0; i < names_.size(); ++i) {
+    bool absent = false;
+    VF_RETURN_NOT_OK(load(weights, "param/" + names_[i], params_[i], &absent));
+    if (absent) {  // a new tensor: its EMA starts equal to it, its moments at zero
+      missing->push_back(names_[i]);
+      continue;
+    }
+    VF_RETURN_NOT_OK(load(weights, "ema/" + names_[i], ema_params_[i], &absent));
+    VF_RETURN_NOT_OK(load(adam, "m/" + names_[i], m_[i], &absent));
+    VF_RETURN_NOT_OK(load(adam, "v/" + names_[i], v_[i], &absent));
+    if (absent) {
+      return Status::Corruption(fmt::format(
+          "checkpoint {}: tensor {} has weights but not its EMA or moments", dir.string(),
+          names_[i]));
+    }
+  }
+  if (used != weights.size() + adam.size()) {
+    return Status::InvalidArgument(fmt::format(
+        "checkpoint {} holds {} tensors this stage's network has no place for: its architecture "
+        "differs by more than added layers",
+        dir.string(), weights.size() + adam.size() - used));
+  }
+  return Status::OK();
+}
+
+// The step, time, learning-rate history and loss log of a run's checkpoint, as this run's own.
+void Trainer::AdoptProgress(const fs::path& run_dir, const nlohmann::json& state) {
+  step_ = state.value("step", int64_t{0});
+  elapsed_before_ = state.value("elapsed_s", 0.0);
+  if (state.contains("lr_history") && state["lr_history"].is_array()) {
+    lr_history_ = state["lr_history"];
+  } else if (step_ > 0) {  // a checkpoint from before the history was kept
+    lr_history_ = nlohmann::json::array(
+        {{{"from", 0}, {"until", step_}, {"note", "not recorded by the checkpoint"}}});
+  }
+  // The loss log keeps the rows up to the checkpoint; later ones are recomputed.
+  csv_rows_.clear();
+  std::ifstream csv(run_dir / kLossCsv);
+  std::string line;
+  while (std::getline(csv, line)) {
+    if (line.empty() || line.rfind("step,", 0) == 0) continue;
+    if (std::stoll(line.substr(0, line.find(','))) <= step_) csv_rows_.push_back(line);
+  }
+}
+
+Status Trainer::InitFrom() {
+  VF_ASSIGN_OR_RETURN(auto latest, LatestCheckpoint(opt_.init_from));
+  const fs::path& dir = latest.first;
+  const nlohmann::json& state = latest.second;
+  for (const auto& [key, want] :
+       std::vector<std::pair<const char*, nlohmann::json>>{{"preset", opt_.preset},
+                                                           {"stage", opt_.stage},
+                                                           {"prediction", spec_.sampling.prediction}}) {
+    if (!state.contains(key) || state[key] != want) {
+      return Status::InvalidArgument(fmt::format(
+          "--init-from {}: that run has {}={}, this one {}", opt_.init_from, key,
+          state.contains(key) ? state[key].dump() : "?", want.dump()));
+    }
+  }
+  std::vector<std::string> added;
+  VF_RETURN_NOT_OK(LoadTensors(dir, &added));
+  AdoptProgress(opt_.init_from, state);
+  init_from_ = {{"checkpoint", dir.string()}, {"step", step_}, {"new_tensors", added}};
+  VF_LOG_INFO("stage {} ({}): starting from {} at step {}; new tensors (initial values): {}",
+              spec_.index, spec_.name, dir.string(), step_,
+              added.empty() ? std::string("none") : fmt::format("{}", fmt::join(added, ", ")));
+  return Status::OK();
+}
+
 Status Trainer::Resume() {
-  std::ifstream latest(ckpt_dir_ / kLatestFile);
-  std::string name;
-  latest >> name;
-  const fs::path dir = ckpt_dir_ / name;
-  if (name.empty() || !fs::is_directory(dir)) {
-    return Status::Corruption(
-        fmt::format("{}/LATEST names '{}', which is not a checkpoint", ckpt_dir_.string(), name));
-  }
-  std::ifstream state_in(dir / "state.json");
-  auto state = nlohmann::json::parse(state_in, nullptr, false);
-  if (state.is_discarded() || !state.is_object()) {
-    return Status::Corruption(fmt::format("{}/state.json is not valid JSON", dir.string()));
-  }
+  VF_ASSIGN_OR_RETURN(auto latest, LatestCheckpoint(ckpt_dir_));
+  const fs::path& dir = latest.first;
+  const nlohmann::json& state = latest.second;
   // A resumed run must compute the same steps as the one that stopped.
   const std::string prediction = spec_.sampling.prediction;
   auto mismatch = [&](const char* key, const nlohmann::json& want) -> Status {
@@ -328,40 +436,9 @@ Status Trainer::Resume() {
         "checkpoint {} predates the SR output skip (cond_skip): start a new --checkpoint-dir",
         dir.string()));
   }
-  VF_ASSIGN_OR_RETURN(auto weights, ReadSafetensors((dir / "weights.safetensors").string()));
-  VF_ASSIGN_OR_RETURN(auto adam, ReadSafetensors((dir / "adam.safetensors").string()));
-  torch::NoGradGuard no_grad;
-  auto load = [&](std::map<std::string, torch::Tensor>& from, const std::string& key,
-                  torch::Tensor& into) -> Status {
-    auto it = from.find(key);
-    if (it == from.end() || it->second.sizes() != into.sizes()) {
-      return Status::Corruption(
-          fmt::format("checkpoint {}: tensor {} missing or of the wrong shape", dir.string(), key));
-    }
-    into.copy_(it->second);
-    return Status::OK();
-  };
-  for (size_t i = 0; i < names_.size(); ++i) {
-    VF_RETURN_NOT_OK(load(weights, "param/" + names_[i], params_[i]));
-    VF_RETURN_NOT_OK(load(weights, "ema/" + names_[i], ema_params_[i]));
-    VF_RETURN_NOT_OK(load(adam, "m/" + names_[i], m_[i]));
-    VF_RETURN_NOT_OK(load(adam, "v/" + names_[i], v_[i]));
-  }
-  step_ = state.value("step", int64_t{0});
-  elapsed_before_ = state.value("elapsed_s", 0.0);
-  if (state.contains("lr_history") && state["lr_history"].is_array()) {
-    lr_history_ = state["lr_history"];
-  } else if (step_ > 0) {  // a checkpoint from before the history was kept
-    lr_history_ = nlohmann::json::array(
-        {{{"from", 0}, {"until", step_}, {"note", "not recorded by the checkpoint"}}});
-  }
-  // The loss log keeps the rows up to the checkpoint; later ones are recomputed.
-  std::ifstream csv(ckpt_dir_ / kLossCsv);
-  std::string line;
-  while (std::getline(csv, line)) {
-    if (line.empty() || line.rfind("step,", 0) == 0) continue;
-    if (std::stoll(line.substr(0, line.find(','))) <= step_) csv_rows_.push_back(line);
-  }
+  VF_RETURN_NOT_OK(LoadTensors(dir, nullptr));
+  AdoptProgress(ckpt_dir_, state);
+  if (state.contains("init_from")) init_from_ = state["init_from"];
   VF_LOG_INFO("resumed stage {} ({}) from {} at step {}", spec_.index, spec_.name, dir.string(),
               step_);
   return Status::OK();
@@ -525,7 +602,7 @@ Result<double> Trainer::Step(int64_t step) {
 nlohmann::json Trainer::Provenance() const {
   const double elapsed =
       elapsed_before_ + std::chrono::duration<double>(Clock::now() - start_).count();
-  return {
+  nlohmann::json p = {
       {"trainer", "vidfarm train"},
       {"data", data_->Describe()},
       {"steps", step_},
@@ -551,6 +628,8 @@ nlohmann::json Trainer::Provenance() const {
       {"train_seconds", std::round(elapsed)},
       {"seed", opt_.seed},
   };
+  if (!init_from_.is_null()) p["init_from"] = init_from_;
+  return p;
 }
 
 Status Trainer::WriteLossFiles() {
@@ -640,6 +719,7 @@ Status Trainer::SaveCheckpoint() {
                           {"architecture", spec_.net.ToJson()},
                           {"lr", opt_.lr},
                           {"lr_history", lr_history_}};
+  if (!init_from_.is_null()) state["init_from"] = init_from_;
   VF_RETURN_NOT_OK(WriteTextFileAtomic(tmp / "state.json", state.dump(2) + "\n"));
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);

@@ -342,6 +342,54 @@ TEST(UNet, CondPriorBlendGuessesNewFramesBetweenOriginals) {
   EXPECT_FALSE(TinyStage(2).net.ToJson().contains("cond_prior_blend"));
 }
 
+// A small base-like network with temporal attention, 4 frames.
+UNetConfig SmallBase(bool frame_embedding) {
+  UNetConfig c = TinyStage(0).net;
+  c.dim = 16;
+  c.groups = 4;
+  c.frame_embedding = frame_embedding;
+  return c;
+}
+
+torch::Tensor ReverseFrames(const torch::Tensor& v) { return v.flip({2}); }
+
+// Why the base has a frame embedding: without it, and with the temporal attention's relative bias
+// symmetric (it starts at zero), reversing the input frames reverses the output, whatever the
+// prompt says, so "moving left" and "moving right" are the same to the network.
+TEST(UNet, WithoutFrameEmbeddingASymmetricNetworkIsTimeReversalEquivariant) {
+  torch::NoGradGuard ng;
+  const UNetConfig c = SmallBase(false);
+  auto net = MakeNet(c);
+  auto in = MakeInputs(c, 2, 4, 8, 8);
+  auto rev = in;
+  rev.z = ReverseFrames(in.z);
+  const auto y = net->forward(in), yr = net->forward(rev);
+  EXPECT_LT((ReverseFrames(y) - yr).abs().max().item<double>(), 1e-4);
+}
+
+TEST(UNet, FrameEmbeddingBreaksTheReversalSymmetryAndStartsAsANoOp) {
+  torch::NoGradGuard ng;
+  auto with = MakeNet(SmallBase(true)), without = MakeNet(SmallBase(false));
+  auto in = MakeInputs(SmallBase(true), 2, 4, 8, 8);
+  // At init the frame embedding is zero: the grown network computes what the other one does.
+  EXPECT_TRUE(torch::equal(with->forward(in), without->forward(in)));
+  // Once it has learned something, the frames' order matters.
+  for (auto& p : with->named_parameters()) {
+    if (p.key().rfind("frame_embed.", 0) == 0) p.value().normal_(0, 0.5);
+  }
+  auto rev = in;
+  rev.z = ReverseFrames(in.z);
+  const auto y = with->forward(in), yr = with->forward(rev);
+  EXPECT_GT((ReverseFrames(y) - yr).abs().max().item<double>(), 1e-2);
+  // Image samples (frames unrelated) get no frame term: their frames are the same function.
+  in.image_mask = torch::tensor({true, false});
+  rev.image_mask = in.image_mask;
+  const auto yi = with->forward(in), yri = with->forward(rev);
+  auto sample = [](const torch::Tensor& v, int64_t i) { return v.narrow(0, i, 1); };
+  EXPECT_LT((ReverseFrames(sample(yi, 0)) - sample(yri, 0)).abs().max().item<double>(), 1e-4);
+  EXPECT_GT((ReverseFrames(sample(yi, 1)) - sample(yri, 1)).abs().max().item<double>(), 1e-2);
+}
+
 TEST(UNet, ConfigJsonRoundTripAndValidation) {
   const auto preset = *GetPreset("paper");
   for (const auto& s : preset.stages) {
@@ -357,6 +405,17 @@ TEST(UNet, ConfigJsonRoundTripAndValidation) {
   EXPECT_TRUE(c.Validate().IsInvalidArgument());
   EXPECT_TRUE(MakeVideoUNet(c).status().IsInvalidArgument());
   EXPECT_TRUE(UNetConfig::FromJson(nlohmann::json{{"dim", "x"}}).status().IsInvalidArgument());
+  // The frame embedding is written only when on, so older packages read back without it.
+  const UNetConfig base = TinyStage(0).net;
+  EXPECT_TRUE(base.frame_embedding);
+  EXPECT_EQ(base.ToJson().at("frame_embedding"), true);
+  auto older = base.ToJson();
+  older.erase("frame_embedding");
+  auto read = UNetConfig::FromJson(older);
+  ASSERT_TRUE(read.ok());
+  EXPECT_FALSE(read->frame_embedding);
+  EXPECT_FALSE(read->ToJson().contains("frame_embedding"));
+  EXPECT_FALSE(TinyStage(1).net.frame_embedding);  // SR stages read motion off their input
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include "test_util.h"
 #include "vidfarm/common/video_io.h"
 #include "vidfarm/stage_models/package.h"
+#include "vidfarm/stage_models/safetensors.h"
 #include "vidfarm/stage_models/synth.h"
 #include "vidfarm/stage_models/train.h"
 
@@ -213,6 +214,87 @@ TEST_F(TrainTest, ResumeKeepsTheCheckpointsSrOutput) {
   EXPECT_EQ(arch(fresh.out).at("cond_skip"), false);
   EXPECT_EQ(arch(fresh.out).at("cond_prior_std"), 0.02);
   EXPECT_EQ(arch(fresh.out).at("cond_prior_blend"), 2);
+}
+
+// Turns a base run's latest checkpoint into one from before the frame embedding: no frame_embed
+// tensors, no frame_embedding in its architecture.
+void DropFrameEmbedding(const std::string& run_dir) {
+  std::ifstream latest(run_dir + "/LATEST");
+  std::string name;
+  latest >> name;
+  const std::string dir = run_dir + "/" + name;
+  for (const char* file : {"weights.safetensors", "adam.safetensors"}) {
+    auto tensors = ReadSafetensors(dir + "/" + file);
+    ASSERT_TRUE(tensors.ok()) << tensors.status().ToString();
+    std::vector<std::pair<std::string, torch::Tensor>> kept;
+    for (auto& [key, t] : *tensors) {
+      if (key.find("frame_embed.") == std::string::npos) kept.emplace_back(key, t);
+    }
+    ASSERT_LT(kept.size(), tensors->size());
+    ASSERT_TRUE(WriteSafetensors(dir + "/" + file, kept, "F32").ok());
+  }
+  std::ifstream in(dir + "/state.json");
+  auto state = nlohmann::json::parse(in);
+  ASSERT_EQ(state["architecture"].erase("frame_embedding"), 1u);
+  std::ofstream(dir + "/state.json") << state.dump(2);
+}
+
+// A run from before the frame embedding resumes without it; --init-from starts a new run from its
+// checkpoint with the embedding added (at zero), continuing its step count and loss log.
+TEST_F(TrainTest, InitFromGrowsAnOlderBaseRunByTheFrameEmbedding) {
+  testing::TempDir dir;
+  auto config = [](const std::string& pkg) {
+    std::ifstream in(pkg + "/config.json");
+    return nlohmann::json::parse(in);
+  };
+  TrainOptions old = SmallRun(dir.path() + "/old");
+  old.steps = 2;
+  ASSERT_TRUE(Train(old).ok());
+  DropFrameEmbedding(old.out + ".ckpt");
+  TrainOptions more = old;
+  more.resume = true;
+  more.steps = 3;
+  auto r = Train(more);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(config(old.out)["architecture"].contains("frame_embedding"));
+
+  TrainOptions grown = SmallRun(dir.path() + "/grown");
+  grown.init_from = old.out + ".ckpt";
+  grown.resume = true;  // nothing to resume yet: --init-from applies
+  grown.steps = 4;
+  r = Train(grown);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(r->start_step, 3);
+  EXPECT_EQ(r->losses.size(), 1u);
+  const auto c = config(grown.out);
+  EXPECT_EQ(c["architecture"]["frame_embedding"], true);
+  EXPECT_EQ(c["provenance"]["steps"], 4);
+  EXPECT_EQ(c["provenance"]["init_from"]["step"], 3);
+  EXPECT_EQ(c["provenance"]["init_from"]["new_tensors"],
+            nlohmann::json::array({"frame_embed.weight", "frame_embed.bias"}));
+  auto spec = GetPreset("tiny")->stages[0];
+  ASSERT_TRUE(LoadPackage(grown.out, spec, torch::kCPU).ok());
+  ASSERT_TRUE(LoadPackage(old.out, spec, torch::kCPU).ok());  // an older package still loads
+  std::ifstream csv(grown.out + ".ckpt/loss.csv");
+  std::string line;
+  int rows = 0;
+  while (std::getline(csv, line)) rows += line.rfind("step,", 0) == 0 ? 0 : 1;
+  EXPECT_EQ(rows, 4);
+  // Resumed later, the new run keeps its provenance.
+  TrainOptions again = grown;
+  again.steps = 5;
+  ASSERT_TRUE(Train(again).ok());
+  EXPECT_EQ(config(grown.out)["provenance"]["init_from"]["step"], 3);
+
+  // Another stage's run is refused.
+  TrainOptions sr = SmallRun(dir.path() + "/sr", 1);
+  sr.steps = 1;
+  ASSERT_TRUE(Train(sr).ok());
+  TrainOptions wrong = SmallRun(dir.path() + "/wrong");
+  wrong.init_from = sr.out + ".ckpt";
+  r = Train(wrong);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("stage"), std::string::npos) << r.status().ToString();
 }
 
 TEST_F(TrainTest, EverySrKindTrainsAStep) {

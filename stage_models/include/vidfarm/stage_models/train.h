@@ -62,6 +62,12 @@ struct TrainOptions {
   std::string out;             // model package directory written at every checkpoint and the end
   std::string checkpoint_dir;  // Default: <out>.ckpt
   bool resume = false;         // continue from checkpoint_dir's latest checkpoint
+  // A fresh run (no checkpoint in checkpoint_dir yet) starts from this other run's latest
+  // checkpoint instead of step 0: its step, weights, EMA, Adam moments, learning-rate history and
+  // loss log. The network may have grown since (UNetConfig::frame_embedding): tensors the
+  // checkpoint lacks keep their initial values, which leave the function unchanged. A checkpoint
+  // tensor the network lacks, or of another shape, is an error. Recorded as provenance.init_from.
+  std::string init_from;
   int64_t batch = 8;
   double lr = 5e-4;
   int64_t warmup = 100;  // linear learning-rate warmup steps

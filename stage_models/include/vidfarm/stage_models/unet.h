@@ -65,6 +65,17 @@ struct UNetConfig {
   // tsr5's new frames: linear blending 46.0 dB, repetition 38.9 dB. 0 = off (older packages);
   // image-masked samples keep c as it is (their frames are unrelated images).
   int64_t cond_prior_blend = 0;
+  // Adds a learned function of each frame's index (sinusoidal code of the index through a linear
+  // layer, zero at init) to that frame's conditioning embedding, so every block knows where in the
+  // clip a frame lies. Without it the network is exactly time-reversal equivariant wherever the
+  // temporal attention's relative bias is symmetric (convolutions and attentions act per frame or
+  // per pixel), and it is symmetric at init (zero): the trained tiny base (19000 steps) kept it
+  // symmetric to two decimals and drew the same frames for "moving left" as for "moving right"
+  // with the same seed, and neither growing nor shrinking. The reversal is a saddle the loss does
+  // not leave: its gradient on the bias's antisymmetric part is zero while the network ignores the
+  // direction words, and it cannot use them while the bias stays symmetric. Image-masked samples
+  // get no frame term. false (absent in JSON) = off (older packages).
+  bool frame_embedding = false;
 
   int levels() const { return static_cast<int>(mults.size()); }
   int res_blocks(int level) const;
@@ -122,7 +133,7 @@ class VideoUNetImpl : public torch::nn::Module {
   std::vector<std::shared_ptr<detail::Conv2dImpl>> downsample_, upsample_;
   std::shared_ptr<detail::Conv2dImpl> conv_in_, conv_out_;
   std::shared_ptr<detail::NormImpl> norm_out_;
-  std::shared_ptr<detail::LinearImpl> time1_, time2_, aug1_, aug2_, text_pool_;
+  std::shared_ptr<detail::LinearImpl> time1_, time2_, aug1_, aug2_, text_pool_, frame_embed_;
 };
 TORCH_MODULE(VideoUNet);
 
