@@ -235,10 +235,17 @@ struct ResBlockImpl : torch::nn::Module {
     h = norm2->forward(h);
     const int64_t c = h.size(1);
     // Per-sample scale/shift, shared by all frames of the sample (per frame with frame_embedding).
-    auto ss = emb_proj->forward(ctx.emb);  // [B,2C] or [B*T,2C]
+    torch::Tensor ss;  // [B,2C] or [B*T,2C]
     if (ctx.emb_per_frame) {
-      ss = ss.view({ctx.b * ctx.t, 2 * c, 1, 1});
+      // One product per sample (T rows each), so a sample's numbers do not depend on the batch
+      // it came in: BLAS rounds a row differently with the row count around it.
+      std::vector<torch::Tensor> rows;
+      for (int64_t i = 0; i < ctx.b; ++i) {
+        rows.push_back(emb_proj->forward(ctx.emb.narrow(0, i * ctx.t, ctx.t)));
+      }
+      ss = (ctx.b == 1 ? rows[0] : torch::cat(rows, 0)).view({ctx.b * ctx.t, 2 * c, 1, 1});
     } else {
+      ss = emb_proj->forward(ctx.emb);
       ss = ss.unsqueeze(1).expand({ctx.b, ctx.t, 2 * c}).reshape({ctx.b * ctx.t, 2 * c, 1, 1});
     }
     auto scale = ss.narrow(1, 0, c);
