@@ -35,9 +35,11 @@ bf16_flag=()
 # a checkpoint keeps its own output when resumed (the committed ssr3 run: std 0.1).
 # --lr-decay-from D: from step D to the row's steps the rate falls along a half cosine to 0.1 lr.
 # ship: the models/tiny/<ship> package the row writes; '-' = not shipped (the package goes to
-# training/tiny/<name>/package). The shipped base is base-frames: the base run grown by the frame
-# embedding (UNetConfig::frame_embedding) at its step 19000 (--init-from) and trained on; without
-# it the base drew the same frames for "moving left" and "moving right".
+# training/tiny/<name>/package). base-frames is an experiment, not shipped: the base run grown by
+# the frame embedding (UNetConfig::frame_embedding) at its step 19000 (--init-from) and trained
+# on. The shipped base predates the embedding and draws the same frames for "moving left" as for
+# "moving right"; the two tries at base-frames so far (1500 and 500 steps on a 2-core CPU) did not
+# change that (scripts/base-motion-check.sh: 6 of 24 against the shipped base's 7).
 # The committed ssr2, ssr3 and ssr6 ran at a constant rate (ssr2 to 3219, ssr3 to 6452, ssr6 to
 # 4258), then were resumed with the cooldown below: ssr2's held-out PSNR went 31.40 -> 31.96 dB
 # over its cooldown (5000 -> 6500), ssr6's 36.72 -> 36.95 (6000 -> 8000). The base ran at a
@@ -45,8 +47,8 @@ bf16_flag=()
 # log windows 0.036 -> 0.029).
 plan=(
   # name     ship  stage steps  batch lr    extra flags
-  "base      -     0  19000  16  3e-4  --image-fraction 0.2 --lr-decay-from 13085"
-  "base-frames base 0  22500  16  3e-4  --image-fraction 0.2 --init-from training/tiny/base --lr-decay-from 21000"
+  "base      base  0  19000  16  3e-4  --image-fraction 0.2 --lr-decay-from 13085"
+  "base-frames -   0  22500  16  3e-4  --image-fraction 0.2 --init-from training/tiny/base --lr-decay-from 21000"
   "tsr1      tsr1  1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
   "ssr2      ssr2  2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
   "ssr3      ssr3  3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"

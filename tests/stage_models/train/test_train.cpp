@@ -216,8 +216,8 @@ TEST_F(TrainTest, ResumeKeepsTheCheckpointsSrOutput) {
   EXPECT_EQ(arch(fresh.out).at("cond_prior_blend"), 2);
 }
 
-// Turns a base run's latest checkpoint into one from before the frame embedding: no frame_embed
-// tensors, no frame_embedding in its architecture.
+// Turns a base run's latest checkpoint into one from before the frame embedding: no frame_embed or
+// frame_text tensors, no frame_embedding in its architecture.
 void DropFrameEmbedding(const std::string& run_dir) {
   std::ifstream latest(run_dir + "/LATEST");
   std::string name;
@@ -228,7 +228,10 @@ void DropFrameEmbedding(const std::string& run_dir) {
     ASSERT_TRUE(tensors.ok()) << tensors.status().ToString();
     std::vector<std::pair<std::string, torch::Tensor>> kept;
     for (auto& [key, t] : *tensors) {
-      if (key.find("frame_embed.") == std::string::npos) kept.emplace_back(key, t);
+      if (key.find("frame_embed.") == std::string::npos &&
+          key.find("frame_text.") == std::string::npos) {
+        kept.emplace_back(key, t);
+      }
     }
     ASSERT_LT(kept.size(), tensors->size());
     ASSERT_TRUE(WriteSafetensors(dir + "/" + file, kept, "F32").ok());
@@ -271,7 +274,8 @@ TEST_F(TrainTest, InitFromGrowsAnOlderBaseRunByTheFrameEmbedding) {
   EXPECT_EQ(c["provenance"]["steps"], 4);
   EXPECT_EQ(c["provenance"]["init_from"]["step"], 3);
   EXPECT_EQ(c["provenance"]["init_from"]["new_tensors"],
-            nlohmann::json::array({"frame_embed.weight", "frame_embed.bias"}));
+            nlohmann::json::array(
+                {"frame_embed.weight", "frame_embed.bias", "frame_text.weight", "frame_text.bias"}));
   auto spec = GetPreset("tiny")->stages[0];
   ASSERT_TRUE(LoadPackage(grown.out, spec, torch::kCPU).ok());
   ASSERT_TRUE(LoadPackage(old.out, spec, torch::kCPU).ok());  // an older package still loads

@@ -66,8 +66,9 @@ struct UNetConfig {
   // image-masked samples keep c as it is (their frames are unrelated images).
   int64_t cond_prior_blend = 0;
   // Adds a learned function of each frame's index (sinusoidal code of the index through a linear
-  // layer, zero at init) to that frame's conditioning embedding, so every block knows where in the
-  // clip a frame lies. Without it the network is exactly time-reversal equivariant wherever the
+  // layer, zero at init, times 1 + a linear function of the pooled text) to that frame's
+  // conditioning embedding, so every block knows where in the clip a frame lies and the prompt
+  // decides what that means. Without it the network is exactly time-reversal equivariant wherever the
   // temporal attention's relative bias is symmetric (convolutions and attentions act per frame or
   // per pixel), and it is symmetric at init (zero): the trained tiny base (19000 steps) kept it
   // symmetric to two decimals and drew the same frames for "moving left" as for "moving right"
@@ -133,7 +134,8 @@ class VideoUNetImpl : public torch::nn::Module {
   std::vector<std::shared_ptr<detail::Conv2dImpl>> downsample_, upsample_;
   std::shared_ptr<detail::Conv2dImpl> conv_in_, conv_out_;
   std::shared_ptr<detail::NormImpl> norm_out_;
-  std::shared_ptr<detail::LinearImpl> time1_, time2_, aug1_, aug2_, text_pool_, frame_embed_;
+  std::shared_ptr<detail::LinearImpl> time1_, time2_, aug1_, aug2_, text_pool_, frame_embed_,
+      frame_text_;
 };
 TORCH_MODULE(VideoUNet);
 
