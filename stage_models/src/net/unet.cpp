@@ -213,8 +213,8 @@ struct NormImpl : torch::nn::Module {
 // What every block needs to know about the batch.
 struct SampleCtx {
   int64_t b = 0, t = 0;
-  torch::Tensor emb;            // [B,E] or, with emb_per_frame, [B*T,E]; already through SiLU
-  bool emb_per_frame = false;
+  torch::Tensor emb;            // [B,E], or [B*T,E] if emb_per_frame; already through SiLU
+  bool emb_per_frame = false;   // a row per frame (UNetConfig::frame_embedding)
   torch::Tensor text;           // [B,L,D] effective tokens (null text where dropped)
   torch::Tensor text_mask;      // [B,L] bool effective mask
   bool temporal_off = false;    // every sample is an image: skip temporal layers
@@ -448,8 +448,7 @@ VideoUNetImpl::VideoUNetImpl(const UNetConfig& config, torch::Device device) : c
   }
   text_pool_ = register_module("text_pool", std::make_shared<LinearImpl>(c.text_dim, emb, device));
   if (c.frame_embedding) {
-    frame_embed_ =
-        register_module("frame_embed", std::make_shared<LinearImpl>(c.dim, emb, device));
+    frame_embed_ = register_module("frame_embed", std::make_shared<LinearImpl>(c.dim, emb, device));
     frame_text_ =
         register_module("frame_text", std::make_shared<LinearImpl>(c.text_dim, emb, device));
   }
@@ -620,7 +619,7 @@ torch::Tensor VideoUNetImpl::Embed(const UNetInputs& in, const torch::Tensor& ke
   // base's motion check when grown from its step 19000 for 1500 and 500 steps (README).
   const int64_t b = in.z.size(0), t = in.z.size(2);
   auto idx = torch::arange(t, torch::TensorOptions().dtype(torch::kFloat32).device(e.device()));
-  auto fe = frame_embed_->forward(Sinusoidal(idx / 16.0, config_.dim).to(dtype()));  // [T,E]
+  auto fe = frame_embed_->forward(Sinusoidal(idx / 16.0, config_.dim).to(dtype()));   // [T,E]
   auto mod = ops::add(frame_text_->forward(pooled), torch::ones({1}, fe.options()));  // [B,E]
   auto per = ops::mul(fe.unsqueeze(0), mod.unsqueeze(1));                             // [B,T,E]
   if (in.image_mask.defined()) {  // image samples: frames are unrelated images, no frame term

@@ -314,7 +314,6 @@ void Trainer::AdoptCheckpointOutputSkip() {
   }
 }
 
-
 // Copies a checkpoint's tensors into the run's. Every checkpoint tensor must find its place; with
 // `missing` set, tensors of the network the checkpoint lacks keep their values and are listed there
 // (a grown network), otherwise they are an error.
@@ -349,9 +348,9 @@ Status Trainer::LoadTensors(const fs::path& dir, std::vector<std::string>* missi
     VF_RETURN_NOT_OK(load(adam, "m/" + names_[i], m_[i], &absent));
     VF_RETURN_NOT_OK(load(adam, "v/" + names_[i], v_[i], &absent));
     if (absent) {
-      return Status::Corruption(fmt::format(
-          "checkpoint {}: tensor {} has weights but not its EMA or moments", dir.string(),
-          names_[i]));
+      return Status::Corruption(
+          fmt::format("checkpoint {}: tensor {} has weights but not its EMA or moments",
+                      dir.string(), names_[i]));
     }
   }
   if (used != weights.size() + adam.size()) {
@@ -387,14 +386,14 @@ Status Trainer::InitFrom() {
   VF_ASSIGN_OR_RETURN(auto latest, LatestCheckpoint(opt_.init_from));
   const fs::path& dir = latest.first;
   const nlohmann::json& state = latest.second;
-  for (const auto& [key, want] :
-       std::vector<std::pair<const char*, nlohmann::json>>{{"preset", opt_.preset},
-                                                           {"stage", opt_.stage},
-                                                           {"prediction", spec_.sampling.prediction}}) {
+  for (const auto& [key, want] : std::vector<std::pair<const char*, nlohmann::json>>{
+           {"preset", opt_.preset},
+           {"stage", opt_.stage},
+           {"prediction", spec_.sampling.prediction}}) {
     if (!state.contains(key) || state[key] != want) {
-      return Status::InvalidArgument(fmt::format(
-          "--init-from {}: that run has {}={}, this one {}", opt_.init_from, key,
-          state.contains(key) ? state[key].dump() : "?", want.dump()));
+      return Status::InvalidArgument(
+          fmt::format("--init-from {}: that run has {}={}, this one {}", opt_.init_from, key,
+                      state.contains(key) ? state[key].dump() : "?", want.dump()));
     }
   }
   std::vector<std::string> added;

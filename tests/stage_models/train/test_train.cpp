@@ -274,8 +274,8 @@ TEST_F(TrainTest, InitFromGrowsAnOlderBaseRunByTheFrameEmbedding) {
   EXPECT_EQ(c["provenance"]["steps"], 4);
   EXPECT_EQ(c["provenance"]["init_from"]["step"], 3);
   EXPECT_EQ(c["provenance"]["init_from"]["new_tensors"],
-            nlohmann::json::array(
-                {"frame_embed.weight", "frame_embed.bias", "frame_text.weight", "frame_text.bias"}));
+            nlohmann::json::array({"frame_embed.weight", "frame_embed.bias", "frame_text.weight",
+                                   "frame_text.bias"}));
   auto spec = GetPreset("tiny")->stages[0];
   ASSERT_TRUE(LoadPackage(grown.out, spec, torch::kCPU).ok());
   ASSERT_TRUE(LoadPackage(old.out, spec, torch::kCPU).ok());  // an older package still loads

@@ -68,9 +68,9 @@ struct UNetConfig {
   // Adds a learned function of each frame's index (sinusoidal code of the index through a linear
   // layer, zero at init, times 1 + a linear function of the pooled text) to that frame's
   // conditioning embedding, so every block knows where in the clip a frame lies and the prompt
-  // decides what that means. Without it the network is exactly time-reversal equivariant wherever the
-  // temporal attention's relative bias is symmetric (convolutions and attentions act per frame or
-  // per pixel), and it is symmetric at init (zero): the trained tiny base (19000 steps) kept it
+  // decides what that means. Without it the network is exactly time-reversal equivariant wherever
+  // the temporal attention's relative bias is symmetric (convolutions and attentions act per frame
+  // or per pixel), and it is symmetric at init (zero): the trained tiny base (19000 steps) kept it
   // symmetric to two decimals and drew the same frames for "moving left" as for "moving right"
   // with the same seed, and neither growing nor shrinking. The reversal is a saddle the loss does
   // not leave: its gradient on the bias's antisymmetric part is zero while the network ignores the
