@@ -38,8 +38,8 @@ bf16_flag=()
 # training/tiny/<name>/package). base-frames is an experiment, not shipped: the base run grown by
 # the frame embedding (UNetConfig::frame_embedding) at its step 19000 (--init-from) and trained
 # on. The shipped base predates the embedding and draws the same frames for "moving left" as for
-# "moving right"; the two tries at base-frames so far (1500 and 500 steps on a 2-core CPU) did not
-# change that (scripts/base-motion-check.sh: 6 of 24 against the shipped base's 7).
+# "moving right"; the two tries at base-frames so far (1500 and 1167 steps on a 2-core CPU) did not
+# change that (scripts/base-motion-check.sh: 6 and 7 of 24 against the shipped base's 7).
 # The committed ssr2, ssr3 and ssr6 ran at a constant rate (ssr2 to 3219, ssr3 to 6452, ssr6 to
 # 4258), then were resumed with the cooldown below: ssr2's held-out PSNR went 31.40 -> 31.96 dB
 # over its cooldown (5000 -> 6500), ssr6's 36.72 -> 36.95 (6000 -> 8000). The base ran at a

@@ -616,7 +616,7 @@ torch::Tensor VideoUNetImpl::Embed(const UNetInputs& in, const torch::Tensor& ke
   // frame_embed, scaled per channel by 1 + frame_text(pooled text): the product lets the prompt
   // choose what a frame's place means (which way to move) at first order, where a frame term only
   // added to the text's reaches it through the SiLU's curvature. Neither form changed the tiny
-  // base's motion check when grown from its step 19000 for 1500 and 500 steps (README).
+  // base's motion check when grown from its step 19000 for 1500 and 1167 steps (README).
   const int64_t b = in.z.size(0), t = in.z.size(2);
   auto idx = torch::arange(t, torch::TensorOptions().dtype(torch::kFloat32).device(e.device()));
   auto fe = frame_embed_->forward(Sinusoidal(idx / 16.0, config_.dim).to(dtype()));   // [T,E]
