@@ -91,7 +91,7 @@ class Trainer {
   Status InitFrom();
   Status LoadTensors(const fs::path& dir, std::vector<std::string>* missing);
   void AdoptProgress(const fs::path& run_dir, const nlohmann::json& state);
-  void AdoptCheckpointOutputSkip();
+  void AdoptCheckpointNetChoices();
   Result<Batch> MakeBatch(int64_t step);
   Result<double> Step(int64_t step);
   Status SaveCheckpoint();
@@ -199,7 +199,7 @@ Status Trainer::Init() {
   encoder_ = MakeBuiltinTextEncoder(preset_.text_dim, preset_.text_tokens);
   noise_seed_ = Mix(o.seed ^ 0x7a11ULL);
   ckpt_dir_ = o.checkpoint_dir.empty() ? fs::path(o.out + ".ckpt") : fs::path(o.checkpoint_dir);
-  AdoptCheckpointOutputSkip();
+  AdoptCheckpointNetChoices();
 
   VF_ASSIGN_OR_RETURN(net_, MakeVideoUNet(spec_.net, o.device));
   VF_ASSIGN_OR_RETURN(ema_, MakeVideoUNet(spec_.net, o.device));
@@ -289,10 +289,11 @@ Result<std::pair<fs::path, nlohmann::json>> LatestCheckpoint(const fs::path& run
 
 }  // namespace
 
-// The SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend) goes with the
-// weights, as in a model package: resuming without --cond-prior-std keeps the checkpoint's, even
-// where the preset has moved on; the architecture check in Resume() then compares the rest.
-void Trainer::AdoptCheckpointOutputSkip() {
+// The network choices that go with the weights, as in a model package: the frame embedding, and
+// the SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend), which resuming
+// without --cond-prior-std keeps from the checkpoint even where the preset has moved on; the
+// architecture check in Resume() then compares the rest.
+void Trainer::AdoptCheckpointNetChoices() {
   if (!opt_.resume) return;
   auto latest = LatestCheckpoint(ckpt_dir_);
   if (!latest.ok() || !latest->second.contains("architecture")) return;  // Resume() reports it
