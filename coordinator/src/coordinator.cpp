@@ -29,6 +29,7 @@
 #include "vidfarm/common/cascade_table.h"
 #include "vidfarm/common/job_spec.h"
 #include "vidfarm/common/log.h"
+#include "vidfarm/common/thread_name.h"
 #include "vidfarm/common/video_io.h"
 #include "vidfarm/common/wire.h"
 #include "vidfarm/coordinator/ready_queue.h"
@@ -74,14 +75,11 @@ std::string CkptKey(const std::string& job, int stage) {
   return fmt::format("{}/{}/ckpt", job, stage);
 }
 
-// Per-stage settings that must agree for tasks to share a batch.
+// Per-stage settings that must agree for tasks to share a batch. Compared, never parsed: the
+// names are validated words, so a separator they cannot contain keeps the fields apart.
 std::string BatchKey(const JobSpec& s, int stage) {
-  json k = {{"preset", s.preset},
-            {"steps", s.steps.empty() ? 0 : s.steps[stage]},
-            {"sampler", s.sampler},
-            {"guidance", s.guidance.empty() ? -1.0 : s.guidance[stage]},
-            {"thresholding", s.thresholding}};
-  return k.dump();
+  return fmt::format("{}|{}|{}|{}|{}", s.preset, s.steps.empty() ? 0 : s.steps[stage], s.sampler,
+                     s.guidance.empty() ? -1.0 : s.guidance[stage], s.thresholding);
 }
 
 struct Evt {
@@ -201,7 +199,7 @@ class Coordinator::Impl {
   // ---- state ----
   Status Replay();
   Job MakeJob(const JobRecord& rec, Status* st);
-  Job MakeJob(const JobRecord& rec, JobSpec spec);
+  Job MakeJob(const JobRecord& rec, JobSpec spec, const json* spec_json = nullptr);
   Status Apply(Txn& t);
   void Reindex(Job& job);
   void DetachTask(const std::string& lease_id, const std::string& job_id);
@@ -289,6 +287,11 @@ class Coordinator::Impl {
     wire::Message m;
   };
   std::deque<Outgoing> outbox_;
+  // Messages in outbox_ per peer: the socket ('w' workers, 'a' clients) and the identity.
+  std::unordered_map<std::string, size_t> held_;
+  std::string HeldKey(const zmq::socket_t& sock, const std::string& identity) const {
+    return (&sock == wsock_.get() ? 'w' : 'a') + identity;
+  }
   std::vector<Outgoing> TakeHeld(size_t n);
   void Deliver(std::vector<Outgoing> out);
   bool syncing_ = false;
@@ -390,6 +393,7 @@ void Coordinator::Impl::Stop() {
 }
 
 void Coordinator::Impl::EncoderMain() {
+  NameThisThread("vf-encoder");
   for (;;) {
     EncodeJob job;
     {
@@ -440,12 +444,14 @@ Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, Status* 
   return MakeJob(rec, std::move(*spec));
 }
 
-// The in-memory job for a record whose spec is already parsed (and validated).
-Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, JobSpec spec) {
+// The in-memory job for a record whose spec is already parsed (and validated); spec_json, when
+// given, is spec.ToJson() already made.
+Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, JobSpec spec,
+                                                  const json* spec_json) {
   Job job;
   job.rec = rec;
   job.spec = std::move(spec);
-  job.spec_json = job.spec.ToJson();
+  job.spec_json = spec_json ? *spec_json : job.spec.ToJson();
   job.tasks.resize(rec.num_stages);
   for (int s = 0; s < rec.num_stages; ++s) {
     job.tasks[s].job_id = rec.id;
@@ -537,8 +543,9 @@ Status Coordinator::Impl::Apply(Txn& t) {
     if (it == jobs_.end()) {
       Status mst;
       auto known = t.new_specs.find(j.id);
-      Job job =
-          known != t.new_specs.end() ? MakeJob(j, std::move(known->second)) : MakeJob(j, &mst);
+      // A new job's record holds its spec as OnSubmit made it: spec.ToJson().
+      Job job = known != t.new_specs.end() ? MakeJob(j, std::move(known->second), &j.spec)
+                                           : MakeJob(j, &mst);
       it = jobs_.emplace(j.id, std::move(job)).first;
     } else {
       it->second.rec = j;
@@ -971,6 +978,7 @@ Result<uint64_t> Coordinator::Impl::BlobSize(const std::string& key) {
 // The loop
 
 void Coordinator::Impl::Run() {
+  NameThisThread("vf-coordinator");
   next_heartbeat_us_ = Now();
   const auto poll_timeout = std::chrono::milliseconds(std::clamp(opts_.heartbeat_ms / 4, 1, 20));
   if (opts_.group_commit) {
@@ -1020,6 +1028,7 @@ void Coordinator::Impl::Run() {
 }
 
 void Coordinator::Impl::SyncerMain() {
+  NameThisThread("vf-syncer");
   for (;;) {
     {
       std::unique_lock<std::mutex> lock(sync_mu_);
@@ -1029,6 +1038,11 @@ void Coordinator::Impl::SyncerMain() {
     }
     const int64_t t0 = Now();
     Status st = store_->Sync();  // RocksDB's SyncWAL may run beside the loop's writes
+    if (opts_.test_min_sync_ms > 0) {
+      std::this_thread::sleep_until(std::chrono::steady_clock::now() +
+                                    std::chrono::milliseconds(opts_.test_min_sync_ms) -
+                                    std::chrono::microseconds(Now() - t0));
+    }
     const int64_t elapsed = Now() - t0;
     {
       std::lock_guard<std::mutex> lock(sync_mu_);
@@ -1107,18 +1121,26 @@ bool Coordinator::Impl::RecvOne(zmq::socket_t& sock, bool is_api) {
   return true;
 }
 
-// Group commit's rule: a message leaves only after every transition committed before it is
-// durable, so no peer ever acts on state a crash could take back. Such messages wait in the
-// outbox for a sync that covers their commits (StartSync/FinishSync, or FlushOutbox's own sync
-// without the syncer thread); once one waits, every later one waits behind it,
-// so each peer sees messages in the order they were sent. HEARTBEAT and PUT_ACK (bytes held in
-// memory) reveal nothing stored and go at once when nothing waits. A held message counts as sent;
-// if it then fails, Deliver does what a failed send does here.
+// Group commit's rule: a message that reveals stored state leaves only after every transition
+// committed before it is durable, so no peer ever acts on state a crash could take back. Such
+// messages wait in the outbox for a sync that covers their commits (StartSync/FinishSync, or
+// FlushOutbox's own sync without the syncer thread). Three kinds reveal nothing a crash could
+// make harmful and go at once: HEARTBEAT, PUT_ACK (bytes held in memory) and ASSIGN. A lease the
+// crash takes back is one the restarted coordinator does not know: the worker's RESULT,
+// CHECKPOINT or PUT for it is dropped as stale, its READY naming the lease gets a CANCEL, and the
+// task, READY again after the replay, is leased anew (with keyed noise, to the same video); what
+// is lost is the worker's time, not data. So dispatch does not wait for syncs. Once a message to
+// a peer waits, every later one to that peer waits behind it, so each peer sees its messages in
+// the order they were sent. A held message counts as sent; if it then fails, Deliver does what a
+// failed send does here.
 bool Coordinator::Impl::Send(zmq::socket_t& sock, const std::string& identity,
                              const wire::Message& m) {
-  if (!outbox_.empty() || ((unsynced_ || syncing_) && m.command != Command::kHeartbeat &&
-                           m.command != Command::kPutAck)) {
+  const bool reveals = m.command != Command::kHeartbeat && m.command != Command::kPutAck &&
+                       m.command != Command::kAssign;
+  std::string key = HeldKey(sock, identity);
+  if (held_.count(key) > 0 || (reveals && (unsynced_ || syncing_))) {
     outbox_.push_back({&sock, identity, m});
+    ++held_[std::move(key)];
     // Nothing committed since the sync in flight started: that sync covers this message too.
     if (syncing_ && !unsynced_) covered_ = outbox_.size();
     return true;
@@ -1192,6 +1214,10 @@ std::vector<Coordinator::Impl::Outgoing> Coordinator::Impl::TakeHeld(size_t n) {
   const auto end = outbox_.begin() + static_cast<std::ptrdiff_t>(n);
   std::vector<Outgoing> out(std::make_move_iterator(outbox_.begin()), std::make_move_iterator(end));
   outbox_.erase(outbox_.begin(), end);
+  for (const Outgoing& o : out) {
+    auto h = held_.find(HeldKey(*o.sock, o.identity));
+    if (h != held_.end() && --h->second == 0) held_.erase(h);
+  }
   return out;
 }
 

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "vidfarm/common/log.h"
+#include "vidfarm/common/thread_name.h"
 #include "vidfarm/coordinator/client.h"
 
 namespace vidfarm::coordinator {
@@ -199,6 +200,7 @@ class HttpGateway::Impl {
 
   // client_ is connected by Start() and used only here from then on.
   void Run() {
+    NameThisThread("vf-http");
     while (!stop_) {
       beast::error_code ec;
       tcp::socket sock(io_);

@@ -2,6 +2,8 @@
 // by fake workers on raw DEALER sockets.
 #include <gtest/gtest.h>
 
+#include <atomic>
+
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -922,6 +924,64 @@ TEST(Coordinator, CreditSpentOnALostAssignComesBackWhenTheLeaseStalls) {
   EXPECT_NE(again.header["lease"], lost.header["lease"]);
   EXPECT_EQ(again.header["tasks"][0]["job"], ids[0]);
   ASSERT_TRUE(a->Complete(again));
+  farm.WaitStagesDone(ids[0], 1, 3000);
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
+}
+
+// Group commit holds a message until the sync that makes what it reveals durable, but dispatch
+// does not wait: an ASSIGN goes at once (the next test shows why that is safe). With every sync
+// slowed to 1 s, a waiting worker gets its ASSIGN while the client still waits for the SUBMIT's
+// reply, which must not come before the job is durable. Before, both waited for the same sync and
+// the reply went first.
+TEST(Coordinator, AssignGoesBeforeTheSyncThatTheSubmitReplyWaitsFor) {
+  Farm farm([](CoordinatorOptions& o) { o.test_min_sync_ms = 1000; });
+  ASSERT_TRUE(farm.Start());
+  auto w = farm.Worker(0, 1, "w");
+  w->Ready();
+  ASSERT_TRUE(farm.WaitWorkers(1));
+  std::atomic<int64_t> replied_ms{0};
+  std::thread submitter([&] {
+    farm.Submit({Spec("eager")});
+    replied_ms = NowMs();
+  });
+  wire::Message a;
+  const bool got = w->Expect(Command::kAssign, &a, 5000);
+  const int64_t assigned_ms = NowMs();
+  submitter.join();
+  ASSERT_TRUE(got);
+  EXPECT_EQ(a.header["tasks"][0]["prompt"], "eager");
+  EXPECT_GE(replied_ms.load() - assigned_ms, 100) << "the SUBMIT reply did not wait for its sync";
+}
+
+// Why an ASSIGN need not wait: if the coordinator dies before the lease's sync, the restarted one
+// does not know the lease. The worker's RESULT for it is refused as stale and stores nothing, its
+// READY naming it gets a CANCEL, and the task, ready again, is leased anew. The worker's time is
+// lost, no data.
+TEST(Coordinator, ALeaseACrashTookBackCostsOnlyTheWorkersTime) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  const auto ids = farm.Submit({Spec("taken back")});  // answered, so durable
+  farm.Stop();  // dies before any lease of it was synced
+  ASSERT_TRUE(farm.Start());
+  const std::string ghost = "l-1-0badf00d";  // the lease the worker got before the crash
+  auto w = farm.Worker(0, 1, "w");
+  w->Ready({{"leases", {ghost}}});
+  wire::Message cancel;
+  ASSERT_TRUE(w->Expect(Command::kCancel, &cancel));
+  EXPECT_EQ(cancel.header["lease"], ghost);
+  ASSERT_TRUE(w->Put("late", StageBytes(0, 0.2f)));
+  w->Send(Command::kResult, {{"lease", ghost}, {"uploads", {"late"}}});
+  wire::Message err;
+  ASSERT_TRUE(w->Expect(Command::kError, &err));
+  EXPECT_EQ(err.header["code"], "stale_lease");
+  EXPECT_EQ(farm.Job(ids[0])["stages_done"], 0);
+  EXPECT_EQ(farm.Job(ids[0])["tasks"][0]["state"], "ready");
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  EXPECT_NE(a.header["lease"], ghost);
+  EXPECT_EQ(a.header["tasks"][0]["job"], ids[0]);
+  ASSERT_TRUE(w->Complete(a));
   farm.WaitStagesDone(ids[0], 1, 3000);
   EXPECT_EQ(farm.Job(ids[0])["stages_done"], 1);
 }

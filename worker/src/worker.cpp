@@ -25,6 +25,7 @@
 #include <zmq_addon.hpp>
 
 #include "vidfarm/common/log.h"
+#include "vidfarm/common/thread_name.h"
 #include "vidfarm/common/wire.h"
 #include "vidfarm/stage_models/conditioning.h"
 #include "vidfarm/stage_models/package.h"
@@ -410,6 +411,7 @@ class Worker::Impl {
 // Compute thread
 
 void Worker::Impl::ComputeLoop() {
+  NameThisThread(fmt::format("vf-compute-{}", opt.stage));
   if (opt.threads > 0) models::SetComputeThreads(opt.threads);  // LibTorch's team; BLAS pinned to 1
   while (true) {
     ComputeJob job;
@@ -1199,6 +1201,7 @@ void Worker::Impl::HandleEvent(ComputeEvent ev) {
 }
 
 Status Worker::Impl::Run() {
+  NameThisThread(fmt::format("vf-worker-{}", opt.stage));
   if (stop.load()) return Status::OK();
   std::thread compute([this] { ComputeLoop(); });
   auto stop_compute = [&] {

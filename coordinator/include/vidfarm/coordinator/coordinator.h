@@ -87,10 +87,15 @@ struct CoordinatorOptions {
   // Default: true. Group commit: each transition is still one WriteBatch, written unsynced; at the
   // end of a loop round that wrote, a syncer thread syncs the write-ahead log (one sync at a time;
   // the loop goes on receiving and writing meanwhile, and the next sync covers what it wrote).
-  // Messages sent after a write (all but HEARTBEAT and PUT_ACK, and anything behind a held one)
-  // are held until a sync that started after that write finishes: nothing leaves before the state
-  // it could reveal is durable. false: every transition is synced on its own, messages go at once.
+  // Messages sent after a write (all but HEARTBEAT, PUT_ACK and ASSIGN, and anything to the same
+  // peer behind a held one) are held until a sync that started after that write finishes:
+  // nothing leaves before the state it could reveal is durable. (An ASSIGN whose lease a crash
+  // takes back costs the worker's time only; see Send in coordinator.cpp.) false: every
+  // transition is synced on its own, messages go at once.
   bool group_commit = true;
+  // Testing: each group-commit sync lasts at least this long (a slow disk), so tests can see
+  // which messages wait for it. 0 in production.
+  int test_min_sync_ms = 0;
 };
 
 class Coordinator {
