@@ -68,19 +68,20 @@ std::string LoadLine() {
 
 // CPU time this process spent between two points (all its threads: client, coordinator, ZeroMQ's
 // I/O thread, the no-op workers) and how the machine's cores spent the wall time meanwhile, from
-// /proc/stat. On a shared virtual machine "steal" (time the hypervisor gave the cores to others)
-// moves wall-clock figures a lot; the process's CPU time per task moves much less.
+// /proc/stat. On a shared virtual machine the host may give the cores to others ("steal"), which
+// slows every figure (and inflates the kernel's share of CPU time); the line says how much it did,
+// so that runs from different hours can be told apart.
 class CpuMeter {
  public:
   CpuMeter() : start_(Take()), threads_(ThreadSeconds()) {}
-  // "process 3.10 s CPU (2.41 user + 0.69 sys), 310 µs per task; cores: 71 % busy, 0 % idle,
-  // 29 % stolen".
+  // "process 3.10 s CPU (2.41 user + 0.69 sys), 310 us per task; cores: 71 % busy, 0 % idle,
+  // 29 % stolen by the host".
   std::string Line(int64_t tasks) const {
     const Snap end = Take();
     const double user = end.user_s - start_.user_s, sys = end.sys_s - start_.sys_s;
-    std::string line =
-        fmt::format("process {:.2f} s CPU ({:.2f} user + {:.2f} sys), {:.0f} us per task", user + sys,
-                    user, sys, tasks > 0 ? (user + sys) * 1e6 / static_cast<double>(tasks) : 0.0);
+    std::string line = fmt::format(
+        "process {:.2f} s CPU ({:.2f} user + {:.2f} sys), {:.0f} us per task", user + sys, user,
+        sys, tasks > 0 ? (user + sys) * 1e6 / static_cast<double>(tasks) : 0.0);
     const double total = static_cast<double>(end.total - start_.total);
     if (end.total > 0 && total > 0) {
       auto pct = [&](uint64_t a, uint64_t b) { return 100.0 * static_cast<double>(b - a) / total; };
@@ -92,7 +93,7 @@ class CpuMeter {
   }
 
   // CPU seconds per thread name over the same span, busiest first, threads of one name summed:
-  // "vf-coordinator 2.10 s, ZMQbg/IO/0 0.81 s, noop-worker ×8 0.62 s, …". Threads that ended
+  // "vf-coordinator 2.10 s, ZMQbg/IO/0 0.81 s, noop-worker x8 0.62 s, …". Threads that ended
   // meanwhile are missed.
   std::string ThreadsLine() const {
     std::map<std::string, std::pair<double, int>> by_name;
@@ -352,11 +353,14 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       "Throughput: --tasks jobs submitted in SUBMITs of --batch; tasks/s = tasks / (first\n"
       "SUBMIT sent → a STATUS showing every stage-0 result stored). Its 'turnaround' is,\n"
       "per task, a worker's READY sent → its next ASSIGN received while tasks are queued.\n"
+      "It also prints the process's CPU time per task, each thread's CPU time, and how\n"
+      "the machine's cores spent the run (busy, idle, stolen by the host).\n"
       "\n"
       "Assignment latency: then --latency-tasks jobs are submitted one per SUBMIT at --rate\n"
       "per second, with idle workers waiting; latency = SUBMIT sent by the client → ASSIGN\n"
-      "received by a worker, i.e. the task becoming ready (committed) and being leased,\n"
-      "both synced, plus the messages. p50/p99 are nearest-rank.\n"
+      "received by a worker, i.e. the task becoming ready and being leased (both\n"
+      "committed; the ASSIGN does not wait for their WAL sync), plus the messages.\n"
+      "p50/p99 are nearest-rank.\n"
       "\n"
       "With --per-transition the coordinator syncs every transition on its own (the old\n"
       "rule) instead of group commit (one sync for each loop round's commits, on a\n"

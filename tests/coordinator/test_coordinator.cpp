@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
-
 #include <fstream>
 #include <map>
 #include <mutex>
@@ -961,7 +960,8 @@ TEST(Coordinator, ALeaseACrashTookBackCostsOnlyTheWorkersTime) {
   Farm farm;
   ASSERT_TRUE(farm.Start());
   const auto ids = farm.Submit({Spec("taken back")});  // answered, so durable
-  farm.Stop();  // dies before any lease of it was synced
+  // The coordinator dies before any lease of the job was synced.
+  farm.Stop();
   ASSERT_TRUE(farm.Start());
   const std::string ghost = "l-1-0badf00d";  // the lease the worker got before the crash
   auto w = farm.Worker(0, 1, "w");
