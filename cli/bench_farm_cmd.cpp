@@ -353,8 +353,9 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       "Throughput: --tasks jobs submitted in SUBMITs of --batch; tasks/s = tasks / (first\n"
       "SUBMIT sent → a STATUS showing every stage-0 result stored). Its 'turnaround' is,\n"
       "per task, a worker's READY sent → its next ASSIGN received while tasks are queued.\n"
-      "It also prints the process's CPU time per task, each thread's CPU time, and how\n"
-      "the machine's cores spent the run (busy, idle, stolen by the host).\n"
+      "It also prints the process's CPU time per task, each thread's CPU time, how the\n"
+      "machine's cores spent the run (busy, idle, stolen by the host), and how the\n"
+      "coordinator's loop spent it (working, or waiting in poll for messages).\n"
       "\n"
       "Assignment latency: then --latency-tasks jobs are submitted one per SUBMIT at --rate\n"
       "per second, with idle workers waiting; latency = SUBMIT sent by the client → ASSIGN\n"
@@ -444,6 +445,13 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   };
+  // The coordinator loop's busy and waiting seconds so far (STATUS "loop").
+  auto loop_times = [&]() -> std::pair<double, double> {
+    auto s = (*client)->Call(wire::Command::kStatus, json::object());
+    if (!s.ok() || !(*s)["loop"].is_object()) return {-1.0, -1.0};
+    return {(*s)["loop"].value("busy_s", 0.0), (*s)["loop"].value("wait_s", 0.0)};
+  };
+  const auto loop0 = loop_times();
   shared.phase_us = NowUs();
   const CpuMeter cpu;
   const auto t0 = Clock::now();
@@ -476,6 +484,7 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   };
   const std::string cpu_line = cpu.Line(tasks), threads_line = cpu.ThreadsLine();
   const std::string counts = store_counts();
+  const auto loop1 = loop_times();
   std::vector<double> turn;
   for (const auto& w : ws) turn.insert(turn.end(), w.turnaround_us.begin(), w.turnaround_us.end());
   const double secs = Seconds(t0, t1);
@@ -488,6 +497,12 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       Median(turn) / 1e3, Quantile(turn, 0.99) / 1e3, turn.size());
   std::printf("cpu          %s\n", cpu_line.c_str());
   std::printf("threads      CPU by thread: %s\n", threads_line.c_str());
+  if (loop0.first >= 0 && loop1.first >= 0) {
+    const double busy = loop1.first - loop0.first, wait = loop1.second - loop0.second;
+    std::printf("loop         the coordinator's loop: %.3f s working, %.3f s waiting for messages "
+                "(%.0f %% busy)\n",
+                busy, wait, busy + wait > 0 ? 100.0 * busy / (busy + wait) : 0.0);
+  }
   std::printf("store        %s\n", counts.c_str());
 
   // Latency, open loop.

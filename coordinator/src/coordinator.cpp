@@ -307,6 +307,9 @@ class Coordinator::Impl {
   int sync_fd_ = -1;
   uint64_t commits_ = 0, syncs_ = 0;
   int64_t commit_us_ = 0, sync_us_ = 0;  // time in store writes (the loop) and WAL syncs
+  // The loop's wall time waiting in poll for something to do, and the rest (working); how close
+  // the coordinator is to saturation.
+  int64_t loop_wait_us_ = 0, loop_busy_us_ = 0;
 
   // Blob LRU for chunked downloads.
   std::list<std::pair<std::string, std::shared_ptr<const std::string>>> lru_;
@@ -989,12 +992,17 @@ void Coordinator::Impl::Run() {
       syncer_ = std::thread([this] { SyncerMain(); });
     }
   }
+  int64_t round_start_us = 0;
   while (!stop_) {
     try {
       zmq::pollitem_t items[] = {{wsock_->handle(), 0, ZMQ_POLLIN, 0},
                                  {asock_->handle(), 0, ZMQ_POLLIN, 0},
                                  {nullptr, sync_fd_, ZMQ_POLLIN, 0}};
+      const int64_t t0 = Now();
+      if (round_start_us > 0) loop_busy_us_ += t0 - round_start_us;
       zmq::poll(items, sync_fd_ >= 0 ? 3 : 2, poll_timeout);
+      round_start_us = Now();
+      loop_wait_us_ += round_start_us - t0;
       if (syncing_) FinishSync(/*wait=*/false);
       for (size_t i = 0; i < kMaxMessagesPerPoll && RecvOne(*wsock_, false); ++i) {
       }
@@ -2162,7 +2170,10 @@ void Coordinator::Impl::OnStatus(const std::string& id, const std::string& rid,
            {"syncs", syncs_},
            {"group_commit", opts_.group_commit},
            {"commit_s", static_cast<double>(commit_us_) / 1e6},
-           {"sync_s", static_cast<double>(sync_us_) / 1e6}}}});
+           {"sync_s", static_cast<double>(sync_us_) / 1e6}}},
+         {"loop",
+          {{"busy_s", static_cast<double>(loop_busy_us_) / 1e6},
+           {"wait_s", static_cast<double>(loop_wait_us_) / 1e6}}}});
 }
 
 void Coordinator::Impl::OnList(const std::string& id, const std::string& rid,

@@ -145,6 +145,13 @@ std::string Metrics(const json& s) {
   out +=
       fmt::format("vidfarm_store_seconds_total{{op=\"write\"}} {}\n", store.value("commit_s", 0.0));
   out += fmt::format("vidfarm_store_seconds_total{{op=\"sync\"}} {}\n", store.value("sync_s", 0.0));
+  const json loop = s.value("loop", json::object());
+  family("vidfarm_loop_seconds_total", "counter",
+         "Coordinator loop time working and waiting for messages (busy near 100 % = saturated).");
+  out += fmt::format("vidfarm_loop_seconds_total{{state=\"busy\"}} {}\n",
+                     loop.value("busy_s", 0.0));
+  out += fmt::format("vidfarm_loop_seconds_total{{state=\"waiting\"}} {}\n",
+                     loop.value("wait_s", 0.0));
   const json disk = s.value("disk", json());
   if (disk.is_object()) {
     family("vidfarm_disk_bytes", "gauge", "Database size and free space.");

@@ -399,6 +399,9 @@ void RunBusyRounds(bool group_commit) {
   auto status = farm.client->Call(Command::kStatus, json::object());
   ASSERT_TRUE(status.ok());
   const json store_info = (*status)["store"];
+  // The loop worked (36 RESULTs, leases) and waited (for the workers' messages).
+  EXPECT_GT((*status)["loop"]["busy_s"].get<double>(), 0.0);
+  EXPECT_GT((*status)["loop"]["wait_s"].get<double>(), 0.0);
   EXPECT_EQ(store_info["group_commit"], group_commit);
   const auto commits = store_info["commits"].get<uint64_t>();
   const auto syncs = store_info["syncs"].get<uint64_t>();

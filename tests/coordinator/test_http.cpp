@@ -114,6 +114,8 @@ TEST_F(HttpTest, DashboardStatusAndMetrics) {
   EXPECT_NE(m.body.find("vidfarm_jobs{state=\"queued\"} 1\n"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("vidfarm_ready_tasks{stage=\"0\"} 1\n"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("vidfarm_store_commits_total "), std::string::npos);
+  EXPECT_NE(m.body.find("vidfarm_loop_seconds_total{state=\"busy\"} "), std::string::npos);
+  EXPECT_NE(m.body.find("vidfarm_loop_seconds_total{state=\"waiting\"} "), std::string::npos);
 }
 
 TEST_F(HttpTest, SubmitListControlAndFetchTheVideo) {
