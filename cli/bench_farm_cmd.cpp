@@ -1,5 +1,6 @@
 // `vidfarm bench dispatch|overhead|pipeline`: the farm's benchmarks. They print figures; judging
 // them is left to the reader (they are not timed tests).
+#include <dlfcn.h>
 #include <fmt/format.h>
 #include <sys/resource.h>
 #include <torch/torch.h>
@@ -59,11 +60,17 @@ double Quantile(std::vector<double> v, double q) {
 }
 double Median(const std::vector<double>& v) { return Quantile(v, 0.5); }
 
+// The malloc this process runs on: jemalloc when preloaded (LD_PRELOAD=libjemalloc.so.2, which
+// `deploy/local-cluster.sh` does for its coordinator), else glibc's.
+const char* Allocator() {
+  return dlsym(RTLD_DEFAULT, "mallctl") != nullptr ? "jemalloc" : "glibc malloc";
+}
+
 std::string LoadLine() {
   double l[3] = {0, 0, 0};
-  if (getloadavg(l, 3) != 3) return "load average unknown; allocator " VIDFARM_ALLOCATOR;
+  if (getloadavg(l, 3) != 3) return fmt::format("load average unknown; allocator {}", Allocator());
   return fmt::format("load average {:.2f} {:.2f} {:.2f}, {} cores; allocator {}", l[0], l[1], l[2],
-                     std::thread::hardware_concurrency(), VIDFARM_ALLOCATOR);
+                     std::thread::hardware_concurrency(), Allocator());
 }
 
 // CPU time this process spent between two points (all its threads: client, coordinator, ZeroMQ's

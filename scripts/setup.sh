@@ -16,7 +16,7 @@ packages=(
   libtorch-dev libopenblas0-pthread
   libzmq3-dev cppzmq-dev librocksdb-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
-  libfmt-dev libboost-dev nlohmann-json3-dev libgtest-dev libjemalloc-dev
+  libfmt-dev libboost-dev nlohmann-json3-dev libgtest-dev
 )
 
 if [[ -z "${VIDFARM_SKIP_APT:-}" ]]; then
