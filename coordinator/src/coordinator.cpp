@@ -1134,8 +1134,8 @@ bool Coordinator::Impl::RecvOne(zmq::socket_t& sock, bool is_api) {
 // messages wait in the outbox for a sync that covers their commits (StartSync/FinishSync, or
 // FlushOutbox's own sync without the syncer thread). Three kinds reveal nothing a crash could
 // make harmful and go at once: HEARTBEAT, PUT_ACK (bytes held in memory) and ASSIGN. A lease the
-// crash takes back is one the restarted coordinator does not know: the worker's RESULT,
-// CHECKPOINT or PUT for it is dropped as stale, its READY naming the lease gets a CANCEL, and the
+// crash takes back is one the restarted coordinator does not know: the worker's RESULT or
+// CHECKPOINT for it is refused as stale, its READY naming the lease gets a CANCEL, and the
 // task, READY again after the replay, is leased anew (with keyed noise, to the same video); what
 // is lost is the worker's time, not data. So dispatch does not wait for syncs. Once a message to
 // a peer waits, every later one to that peer waits behind it, so each peer sees its messages in
