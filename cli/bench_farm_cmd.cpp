@@ -506,9 +506,10 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   std::printf("threads      CPU by thread: %s\n", threads_line.c_str());
   if (loop0.first >= 0 && loop1.first >= 0) {
     const double busy = loop1.first - loop0.first, wait = loop1.second - loop0.second;
-    std::printf("loop         the coordinator's loop: %.3f s working, %.3f s waiting for messages "
-                "(%.0f %% busy)\n",
-                busy, wait, busy + wait > 0 ? 100.0 * busy / (busy + wait) : 0.0);
+    std::printf(
+        "loop         the coordinator's loop: %.3f s working, %.3f s waiting for messages "
+        "(%.0f %% busy)\n",
+        busy, wait, busy + wait > 0 ? 100.0 * busy / (busy + wait) : 0.0);
   }
   std::printf("store        %s\n", counts.c_str());
 

@@ -148,8 +148,8 @@ std::string Metrics(const json& s) {
   const json loop = s.value("loop", json::object());
   family("vidfarm_loop_seconds_total", "counter",
          "Coordinator loop time working and waiting for messages (busy near 100 % = saturated).");
-  out += fmt::format("vidfarm_loop_seconds_total{{state=\"busy\"}} {}\n",
-                     loop.value("busy_s", 0.0));
+  out +=
+      fmt::format("vidfarm_loop_seconds_total{{state=\"busy\"}} {}\n", loop.value("busy_s", 0.0));
   out += fmt::format("vidfarm_loop_seconds_total{{state=\"waiting\"}} {}\n",
                      loop.value("wait_s", 0.0));
   const json disk = s.value("disk", json());
