@@ -278,10 +278,12 @@ int RunSubmit(const std::vector<std::string>& args) {
 
 int RunStatus(const std::vector<std::string>& args) {
   ClientFlags cf;
-  FlagSet flags("vidfarm status [JOB] [--json]",
-                "Without JOB: the farm's summary (jobs by state, workers, queues, disk use).\n"
-                "With JOB: its state (queued, running, paused, done, failed, cancelled), every\n"
-                "stage task's state and progress, and the output's size.");
+  FlagSet flags(
+      "vidfarm status [JOB] [--json]",
+      "Without JOB: the farm's summary (jobs by state, workers, queues, disk use, how busy\n"
+      "the coordinator's loop has been).\n"
+      "With JOB: its state (queued, running, paused, done, failed, cancelled), every\n"
+      "stage task's state and progress, and the output's size.");
   cf.Add(&flags);
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "status", &positional, 0, 1); rc >= 0) return rc;
@@ -329,6 +331,16 @@ int RunStatus(const std::vector<std::string>& args) {
     std::printf(
         "disk: database %s (blobs %s), free %s\n", Bytes(d.value("total_bytes", 0.0)).c_str(),
         Bytes(d.value("blob_bytes", 0.0)).c_str(), Bytes(d.value("free_bytes", 0.0)).c_str());
+  }
+  if ((*r)["loop"].is_object() && (*r)["store"].is_object()) {
+    // Near 100 % busy, the coordinator itself is the farm's bottleneck.
+    const double busy = (*r)["loop"].value("busy_s", 0.0), wait = (*r)["loop"].value("wait_s", 0.0);
+    std::printf(
+        "coordinator: loop busy %.0f %% since it started (%.1f s working, %.1f s waiting); %llu "
+        "commits in %llu WAL syncs\n",
+        busy + wait > 0 ? 100.0 * busy / (busy + wait) : 0.0, busy, wait,
+        static_cast<unsigned long long>((*r)["store"].value("commits", uint64_t{0})),
+        static_cast<unsigned long long>((*r)["store"].value("syncs", uint64_t{0})));
   }
   return 0;
 }

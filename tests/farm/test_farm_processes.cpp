@@ -381,6 +381,10 @@ TEST_F(FarmTest, ClientErrorsAreClear) {
   r = Client("submit --file " + Path("good.jsonl"));
   EXPECT_EQ(r.code, 0) << r.out;
   EXPECT_EQ(std::count(r.out.begin(), r.out.end(), '\n'), 2);
+  r = Client("status");  // the farm's summary
+  EXPECT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find(" queued 2 "), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("coordinator: loop busy "), std::string::npos) << r.out;
   r = Client("status j-missing");
   EXPECT_EQ(r.code, 3);
   r = Client("fetch " + r.out.substr(0, 0) + "j-000000000001-x -o " + Path("x.mp4"));
