@@ -452,13 +452,12 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       std::this_thread::sleep_for(std::chrono::milliseconds(2));
     }
   };
-  // The coordinator loop's busy and waiting seconds so far (STATUS "loop").
-  auto loop_times = [&]() -> std::pair<double, double> {
-    auto s = (*client)->Call(wire::Command::kStatus, json::object());
+  // The coordinator loop's busy and waiting seconds so far, from a STATUS reply ("loop").
+  auto loop_times = [](const Result<json>& s) -> std::pair<double, double> {
     if (!s.ok() || !(*s)["loop"].is_object()) return {-1.0, -1.0};
     return {(*s)["loop"].value("busy_s", 0.0), (*s)["loop"].value("wait_s", 0.0)};
   };
-  const auto loop0 = loop_times();
+  const auto loop0 = loop_times((*client)->Call(wire::Command::kStatus, json::object()));
   shared.phase_us = NowUs();
   const CpuMeter cpu;
   const auto t0 = Clock::now();
@@ -478,8 +477,10 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   if (st.ok()) st = stored(tasks);
   const auto t1 = Clock::now();
   if (!st.ok()) return finish(), Fail("bench", st.ToString());
-  auto store_counts = [&]() -> std::string {
-    auto s = (*client)->Call(wire::Command::kStatus, json::object());
+  const std::string cpu_line = cpu.Line(tasks), threads_line = cpu.ThreadsLine();
+  // One STATUS after the run: the store's counts and the loop's times.
+  const Result<json> after = (*client)->Call(wire::Command::kStatus, json::object());
+  auto store_counts = [](const Result<json>& s) -> std::string {
     if (!s.ok() || !(*s)["store"].is_object()) return "unknown";
     const auto c = (*s)["store"].value("commits", uint64_t{0});
     const auto y = (*s)["store"].value("syncs", uint64_t{0});
@@ -489,9 +490,8 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
         c, y, y ? static_cast<double>(c) / static_cast<double>(y) : 0.0,
         (*s)["store"].value("commit_s", 0.0), (*s)["store"].value("sync_s", 0.0));
   };
-  const std::string cpu_line = cpu.Line(tasks), threads_line = cpu.ThreadsLine();
-  const std::string counts = store_counts();
-  const auto loop1 = loop_times();
+  const std::string counts = store_counts(after);
+  const auto loop1 = loop_times(after);
   std::vector<double> turn;
   for (const auto& w : ws) turn.insert(turn.end(), w.turnaround_us.begin(), w.turnaround_us.end());
   const double secs = Seconds(t0, t1);

@@ -1145,15 +1145,17 @@ bool Coordinator::Impl::Send(zmq::socket_t& sock, const std::string& identity,
                              const wire::Message& m) {
   const bool reveals = m.command != Command::kHeartbeat && m.command != Command::kPutAck &&
                        m.command != Command::kAssign;
+  const bool must_wait = reveals && (unsynced_ || syncing_);
+  if (!must_wait && held_.empty()) return SendNow(sock, identity, m);  // the common case
   std::string key = HeldKey(sock, identity);
-  if (held_.count(key) > 0 || (reveals && (unsynced_ || syncing_))) {
-    outbox_.push_back({&sock, identity, m});
-    ++held_[std::move(key)];
-    // Nothing committed since the sync in flight started: that sync covers this message too.
-    if (syncing_ && !unsynced_) covered_ = outbox_.size();
-    return true;
-  }
-  return SendNow(sock, identity, m);
+  auto h = held_.find(key);
+  if (!must_wait && h == held_.end()) return SendNow(sock, identity, m);
+  outbox_.push_back({&sock, identity, m});
+  if (h == held_.end()) h = held_.emplace(std::move(key), 0).first;
+  ++h->second;
+  // Nothing committed since the sync in flight started: that sync covers this message too.
+  if (syncing_ && !unsynced_) covered_ = outbox_.size();
+  return true;
 }
 
 // Asks the syncer for a sync of every commit so far; the messages held now wait for it.
