@@ -32,7 +32,7 @@ std::string Duration(double seconds) {
 int RunTrain(const std::vector<std::string>& args) {
   models::TrainOptions o;
   int64_t stage = 0, threads = 0;
-  std::string device = "cpu", prediction = "v";
+  std::string device = "cpu", prediction = "v", frame_embedding = "preset";
   uint64_t seed = 1;
   FlagSet flags(
       "vidfarm train --stage K --out PKG [--preset tiny] [--data synth|DIR] [--steps N] "
@@ -85,6 +85,9 @@ int RunTrain(const std::vector<std::string>& args) {
   flags.Bool("plain-output", 0, &o.plain_output,
              "SR stages: no output skip (cond_skip / cond_prior_std): the network predicts v "
              "itself, like an eps run's network (for a like-for-like v-vs-eps comparison)");
+  flags.String("frame-embedding", 0, &frame_embedding,
+               "base: preset | on | off — the per-frame embedding (UNetConfig::frame_embedding); "
+               "a resumed run keeps its checkpoint's");
   flags.Int("crop-frames", 0, &o.crop_frames, "random temporal crop length (0 = whole clip)");
   flags.Int("crop-h", 0, &o.crop_h, "random crop height (0 = the stage's default)");
   flags.Int("crop-w", 0, &o.crop_w, "random crop width (0 = the stage's default)");
@@ -102,6 +105,10 @@ int RunTrain(const std::vector<std::string>& args) {
   if (prediction != "v" && prediction != "eps") {
     return Fail("train", "--prediction must be v or eps", 2);
   }
+  if (frame_embedding != "preset" && frame_embedding != "on" && frame_embedding != "off") {
+    return Fail("train", "--frame-embedding must be preset, on or off", 2);
+  }
+  o.frame_embedding = frame_embedding == "preset" ? -1 : frame_embedding == "on" ? 1 : 0;
   o.prediction = prediction == "v" ? models::Parameterization::kV : models::Parameterization::kEps;
   o.stage = static_cast<int>(stage);
   o.seed = seed;

@@ -80,6 +80,10 @@ TEST(CliTrain, BadFlagsAreUsageErrors) {
   EXPECT_NE(r.code, 0);
   EXPECT_NE(r.out.find("--plain-output and --cond-prior-std"), std::string::npos) << r.out;
   EXPECT_FALSE(fs::exists(dir.path() + "/p2"));
+  r = RunCommand(kBin + " train --stage 0 --steps 1 --frame-embedding maybe --out " +
+                 ShellQuote(dir.path() + "/p3"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--frame-embedding must be"), std::string::npos) << r.out;
   EXPECT_EQ(RunCommand(kBin + " train --help").code, 0);
 }
 

@@ -160,6 +160,12 @@ Status Trainer::Init() {
     spec_.net.cond_skip = o.cond_prior_std == 0;  // 0: the older −σ·cond offset
     if (o.cond_prior_std == 0) spec_.net.cond_prior_blend = 0;
   }
+  if (o.frame_embedding >= 0) {
+    if (spec_.kind != StageKind::kBase) {
+      return Status::InvalidArgument("--frame-embedding is for the base stage only");
+    }
+    spec_.net.frame_embedding = o.frame_embedding == 1;
+  }
   if (o.plain_output && o.cond_prior_std >= 0) {
     return Status::InvalidArgument("--plain-output and --cond-prior-std exclude each other");
   }

@@ -301,6 +301,40 @@ TEST_F(TrainTest, InitFromGrowsAnOlderBaseRunByTheFrameEmbedding) {
   EXPECT_NE(r.status().message().find("stage"), std::string::npos) << r.status().ToString();
 }
 
+// --frame-embedding: a base run from step 0 with or without the embedding, whatever the preset
+// says; a resumed run keeps its checkpoint's choice; SR stages refuse the option.
+TEST_F(TrainTest, FrameEmbeddingCanBeChosenForAFreshBaseRun) {
+  testing::TempDir dir;
+  auto arch = [](const std::string& pkg) {
+    std::ifstream in(pkg + "/config.json");
+    return nlohmann::json::parse(in)["architecture"];
+  };
+  TrainOptions off = SmallRun(dir.path() + "/off");
+  off.steps = 1;
+  off.frame_embedding = 0;
+  ASSERT_TRUE(Train(off).ok());
+  EXPECT_FALSE(arch(off.out).contains("frame_embedding"));
+  TrainOptions on = SmallRun(dir.path() + "/on");
+  on.steps = 1;
+  on.frame_embedding = 1;
+  ASSERT_TRUE(Train(on).ok());
+  EXPECT_EQ(arch(on.out)["frame_embedding"], true);
+  TrainOptions resumed = off;  // resumed with the option flipped: the checkpoint decides
+  resumed.resume = true;
+  resumed.steps = 2;
+  resumed.frame_embedding = 1;
+  auto r = Train(resumed);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_FALSE(arch(off.out).contains("frame_embedding"));
+  TrainOptions sr = SmallRun(dir.path() + "/sr", 1);
+  sr.steps = 1;
+  sr.frame_embedding = 1;
+  r = Train(sr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("base stage only"), std::string::npos)
+      << r.status().ToString();
+}
+
 TEST_F(TrainTest, EverySrKindTrainsAStep) {
   // One step each of a TSR stage, an SSR stage with images, and the cropped last stage.
   for (int stage : {1, 2, 6}) {

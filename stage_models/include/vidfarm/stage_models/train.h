@@ -87,6 +87,9 @@ struct TrainOptions {
   // SR stages: no output skip at all, the network's output is the v prediction itself, as an ε
   // model's output always is the ε prediction (the like-for-like twin of an ε run).
   bool plain_output = false;
+  // Base stages: -1 = the preset's UNetConfig::frame_embedding, 0 = without, 1 = with (an A/B of
+  // the frame embedding from step 0). A resumed run keeps its checkpoint's choice.
+  int frame_embedding = -1;
   // Random crops (0 = the spec's: crop_h/crop_w for trained_on_crops stages, else none).
   int64_t crop_frames = 0, crop_h = 0, crop_w = 0;
   int64_t checkpoint_every = 200;
