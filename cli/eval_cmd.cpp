@@ -17,7 +17,8 @@ int RunEval(const std::vector<std::string>& args) {
   models::EvalOptions o;
   std::string device = "cpu";
   int64_t samples = o.samples, fidelity = o.fidelity_examples, sweep = o.sweep_samples,
-          sweep_last = o.sweep_last_stage, steps = 0, threads = 0;
+          sweep_last = o.sweep_last_stage, steps = 0, threads = 0,
+          sensitivity = o.sensitivity_examples;
   bool no_sweep = false, json = false;
   double guidance = -1, aug_logsnr = std::nan(""), time_power = std::nan("");
   std::string fidelity_stages, thresholding, sampler;
@@ -35,7 +36,12 @@ int RunEval(const std::vector<std::string>& args) {
       "  3. temporal consistency of the tracked object's colour and shape;\n"
       "  4. guidance sweep: w = 0,1,3,5,8,15 and oscillating 15/1, dynamic vs static\n"
       "     thresholding, on stages 0..--sweep-last-stage: alignment and saturated pixels;\n"
-      "  5. v vs eps: held-out PSNR over training steps from the two runs' loss.csv.\n"
+      "  5. v vs eps: held-out PSNR over training steps from the two runs' loss.csv;\n"
+      "  6. prompt sensitivity of the base: on ground-truth clips, how often the prompt's\n"
+      "     own caption denoises better than the caption with one word changed (the motion\n"
+      "     reversed, another colour, another shape); about 50 % means the word is ignored.\n"
+      "     Forward passes only: --sensitivity-only --models DIR scores a training run's\n"
+      "     base (DIR/base) in seconds.\n"
       "Prompts come from --prompts (one per line) or are drawn from the caption grammar.");
   flags.String("preset", 0, &o.preset, "cascade preset");
   flags.String("models", 0, &o.models_dir,
@@ -60,6 +66,10 @@ int RunEval(const std::vector<std::string>& args) {
                "sampler time grid t_i = (1 - i/steps)^P for every stage, P in [1, 4] (default: per stage)");
   flags.Bool("fidelity-only", 0, &o.fidelity_only,
              "run only part 2 (per-stage fidelity) and write report.json");
+  flags.Int("sensitivity-examples", 0, &sensitivity,
+            "ground-truth clips for part 6, prompt sensitivity (0 = skip it)");
+  flags.Bool("sensitivity-only", 0, &o.sensitivity_only,
+             "run only part 6 (the base's prompt sensitivity) and write report.json");
   flags.String("stages", 0, &fidelity_stages, "SR stages for the fidelity part, e.g. 2,3 (default: all)");
   flags.String("out", 'o', &o.out_dir, "output directory");
   flags.String("v-log", 0, &o.v_log,
@@ -78,6 +88,13 @@ int RunEval(const std::vector<std::string>& args) {
   if (samples < 1 || fidelity < 1 || sweep < 1 || steps < 0) {
     return Fail("eval", "--samples, --fidelity-examples and --sweep-samples must be >= 1", 2);
   }
+  if (sensitivity < 0 || (o.sensitivity_only && sensitivity < 1)) {
+    return Fail("eval", "--sensitivity-examples must be >= 0 (>= 1 with --sensitivity-only)", 2);
+  }
+  if (o.sensitivity_only && o.fidelity_only) {
+    return Fail("eval", "--sensitivity-only and --fidelity-only exclude each other", 2);
+  }
+  o.sensitivity_examples = static_cast<int>(sensitivity);
   o.samples = static_cast<int>(samples);
   o.fidelity_examples = static_cast<int>(fidelity);
   o.sweep_samples = static_cast<int>(sweep);
@@ -138,7 +155,7 @@ int RunEval(const std::vector<std::string>& args) {
   });
   if (!report.ok()) return Fail("eval", report.status().ToString());
   (*report)["command"] = command;
-  if (o.fidelity_only) {
+  if (o.fidelity_only || o.sensitivity_only) {
     std::error_code ec;
     fs::create_directories(o.out_dir, ec);
     std::FILE* f = std::fopen((fs::path(o.out_dir) / "report.json").string().c_str(), "w");

@@ -93,8 +93,10 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   std::ofstream(dir.path() + "/prompts.txt") << "a red circle moving right\n"
                                              << "# comments and blank lines are skipped\n\n"
                                              << "a yellow letter K rotating on a blue background\n";
-  auto r = RunCommand(kBin + " eval --random-weights --prompts " + ShellQuote(dir.path() + "/prompts.txt") +
-                      " --steps 1 --fidelity-examples 1 --sweep-samples 1 --threads 1 --out " +
+  auto r = RunCommand(kBin + " eval --random-weights --prompts " +
+                      ShellQuote(dir.path() + "/prompts.txt") +
+                      " --steps 1 --fidelity-examples 1 --sweep-samples 1 --sensitivity-examples 2 "
+                      "--threads 1 --out " +
                       ShellQuote(out));
   ASSERT_EQ(r.code, 0) << r.out;
   std::ifstream in(out + "/report.json");
@@ -108,6 +110,7 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   EXPECT_EQ(j["fidelity"].size(), 6u);  // every SR stage
   EXPECT_EQ(j["guidance"].size(), 14u);  // 7 weights x 2 thresholdings
   EXPECT_GT(j["default_render_seconds"].get<double>(), 0.0);
+  EXPECT_EQ(j["sensitivity"]["examples"], 2);
   // The committed training/tiny/ssr2 and ssr2-eps logs (beside models/tiny) feed it.
   const auto& ve = j["v_vs_eps"];
   EXPECT_FALSE(ve.contains("skipped")) << ve.dump();
@@ -124,6 +127,9 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
                         "videos/00.mp4"}) {
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
   }
+  std::ifstream md(out + "/report.md");
+  const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("## 6. Prompt sensitivity of the base"), std::string::npos);
   // A prompts file that does not exist is a clear error, and nothing is written.
   r = RunCommand(kBin + " eval --random-weights --prompts /nonexistent/p.txt --out " +
                  ShellQuote(dir.path() + "/e2"));
@@ -132,3 +138,33 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
 }
 
 }  // namespace
+
+// Part 6 alone on the shipped base: its denoising reads the colour word (its videos have the
+// prompt's colour), so the true caption beats another colour on nearly every clip; the report
+// has the three scores and the motion's by motion.
+TEST(CliEval, SensitivityOnlyScoresTheShippedBase) {
+  vidfarm::testing::TempDir dir;
+  const std::string out = dir.path() + "/sens";
+  auto r =
+      RunCommand(kBin + " eval --sensitivity-only --sensitivity-examples 12 --threads 1 --out " +
+                 ShellQuote(out));
+  ASSERT_EQ(r.code, 0) << r.out;
+  EXPECT_NE(r.out.find("prompt sensitivity of the base"), std::string::npos) << r.out;
+  std::ifstream in(out + "/report.json");
+  auto j = nlohmann::json::parse(in, nullptr, false);
+  ASSERT_FALSE(j.is_discarded());
+  ASSERT_TRUE(j.contains("sensitivity")) << j.dump();
+  EXPECT_FALSE(j.contains("alignment"));
+  const auto& s = j["sensitivity"];
+  EXPECT_EQ(s["examples"], 12);
+  for (const char* k : {"motion_reversed", "colour", "shape"}) {
+    EXPECT_GE(s[k]["wins"].get<double>(), 0.0) << k;
+    EXPECT_LE(s[k]["wins"].get<double>(), 1.0) << k;
+  }
+  EXPECT_GE(s["colour"]["wins"].get<double>(), 10.0 / 12) << s.dump();
+  EXPECT_EQ(s["motion_reversed"]["by_motion"].size(), 6u) << s.dump();
+  r = RunCommand(kBin + " eval --sensitivity-only --sensitivity-examples 0 --out " +
+                 ShellQuote(dir.path() + "/none"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_FALSE(fs::exists(dir.path() + "/none"));
+}

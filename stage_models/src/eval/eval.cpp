@@ -11,6 +11,7 @@
 #include <map>
 #include <sstream>
 
+#include "vidfarm/common/hash.h"
 #include "vidfarm/common/log.h"
 #include "vidfarm/common/plot.h"
 #include "vidfarm/common/video_io.h"
@@ -373,6 +374,119 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
 }
 
 // (step, eval_psnr) rows of a trainer's loss.csv.
+// ---- 6: prompt sensitivity of the base (the diffusion model as a classifier) ----
+
+// The motion that plays `m` backwards (left/right, up/down, growing/shrinking).
+synth::Motion Reversed(synth::Motion m) {
+  using synth::Motion;
+  switch (m) {
+    case Motion::kLeft:
+      return Motion::kRight;
+    case Motion::kRight:
+      return Motion::kLeft;
+    case Motion::kUp:
+      return Motion::kDown;
+    case Motion::kDown:
+      return Motion::kUp;
+    case Motion::kGrowing:
+      return Motion::kShrinking;
+    case Motion::kShrinking:
+      return Motion::kGrowing;
+    default:
+      return m;
+  }
+}
+
+// Does the base's denoising use the words of its prompt? For each ground-truth clip of a caption
+// and each of three counterfactual captions that change one word (the motion to its reversal, the
+// colour, the shape), the base denoises the same noisy clip (one ε, log-SNR -3, -1, 1 and 3) with
+// each caption, unguided (w = 1) and without thresholding, and the caption whose x̂ lies nearer the
+// truth (squared error summed over the levels) "wins". A base that reads a word wins well above
+// half; one that ignores it wins half the time. A base that cannot tell a clip from its time
+// reversal (README: the tiny base before the frame embedding) scores about half on the motion.
+// Forward passes only, so it tracks a training run cheaply where sampling would need a trained
+// cascade (Li et al. 2023, "Your diffusion model is secretly a zero-shot classifier").
+Result<json> PromptSensitivity(Cascade& cascade, const EvalOptions& o,
+                               const std::function<void(const std::string&)>& progress) {
+  using synth::Motion;
+  const auto start = Clock::now();
+  StageRunner& base = cascade.stage(0);
+  const StageSpec& spec = base.spec();
+  StageSettings st = cascade.settings(0);
+  st.guidance.schedule.high = st.guidance.schedule.low = 1.0;
+  st.guidance.schedule.oscillating = false;
+  st.guidance.thresholding = Thresholding::kNone;
+  const std::vector<double> levels = {-3.0, -1.0, 1.0, 3.0};
+  const std::array<Motion, 6> motions = {Motion::kLeft, Motion::kRight,   Motion::kUp,
+                                         Motion::kDown, Motion::kGrowing, Motion::kShrinking};
+  const char* kinds[] = {"motion_reversed", "colour", "shape"};
+  std::array<int, 3> wins{};
+  std::array<double, 3> gap{};
+  std::map<std::string, std::pair<int, int>> by_motion;  // wins, n
+  const uint64_t salt = o.seed ^ 0x5e45171eULL;
+  for (int i = 0; i < o.sensitivity_examples; ++i) {
+    const uint64_t index = static_cast<uint64_t>(i);
+    synth::Attributes a = synth::AttributesOf(synth::RandomScene(salt, index));
+    a.motion = motions[static_cast<size_t>(i) % motions.size()];
+    const synth::Scene scene = synth::SceneFor(a, salt, index);
+    VF_ASSIGN_OR_RETURN(Video gt,
+                        synth::Render(scene, spec.frames, spec.height, spec.width, spec.fps));
+    uint64_t r = salt + index * 0x9E3779B97F4A7C15ULL;
+    synth::Attributes motion = a, colour = a, shape = a;
+    motion.motion = Reversed(a.motion);
+    do {  // another colour, and not the background's
+      colour.colour = static_cast<synth::Colour>(SplitMix64(&r) % synth::kNumColours);
+    } while (colour.colour == a.colour ||
+             (a.background == synth::BackgroundKind::kPlain && !a.background_black &&
+              colour.colour == a.background_colour));
+    const auto& shapes = synth::AllShapes();
+    do {
+      shape.shape = shapes[SplitMix64(&r) % shapes.size()];
+    } while (synth::ShapeIndex(shape.shape) == synth::ShapeIndex(a.shape));
+    StageRequest req;
+    req.prompts = {synth::Caption(a), synth::Caption(motion), synth::Caption(colour),
+                   synth::Caption(shape)};
+    req.sample_indices.assign(req.prompts.size(), static_cast<int64_t>(i));  // one ε for all four
+    req.seed = o.seed;
+    const torch::Tensor x = VideoToTensor(gt);
+    const torch::Tensor clean = x.unsqueeze(0).expand({4, -1, -1, -1, -1}).contiguous();
+    VF_ASSIGN_OR_RETURN(std::vector<torch::Tensor> xhats,
+                        base.PredictClean(req, st, clean, levels));
+    std::array<double, 4> err{};
+    for (const torch::Tensor& xh : xhats) {
+      const torch::Tensor e = (xh - clean).pow(2).mean({1, 2, 3, 4});
+      for (int j = 0; j < 4; ++j) err[j] += e[j].item<double>();
+    }
+    for (int k = 0; k < 3; ++k) {
+      wins[k] += err[0] < err[k + 1];
+      gap[k] += (err[k + 1] - err[0]) / std::max(err[0], 1e-12);
+    }
+    auto& bm = by_motion[synth::MotionName(a.motion)];
+    bm.first += err[0] < err[1];
+    bm.second += 1;
+  }
+  const double n = std::max(1, o.sensitivity_examples);
+  json out = {{"stage", 0},
+              {"examples", o.sensitivity_examples},
+              {"logsnrs", levels},
+              {"guidance", 1.0},
+              {"seconds", Seconds(start)}};
+  for (int k = 0; k < 3; ++k) {
+    out[kinds[k]] = {{"wins", wins[k] / n}, {"mean_relative_gap", gap[k] / n}};
+  }
+  json bm = json::object();
+  for (const auto& [name, c] : by_motion) bm[name] = static_cast<double>(c.first) / c.second;
+  out["motion_reversed"]["by_motion"] = bm;
+  if (progress) {
+    progress(fmt::format(
+        "prompt sensitivity of the base: the prompt beats its motion reversed "
+        "{:.0f} %, another colour {:.0f} %, another shape {:.0f} % ({} clips, {:.0f} s)",
+        100 * wins[0] / n, 100 * wins[1] / n, 100 * wins[2] / n, o.sensitivity_examples,
+        Seconds(start)));
+  }
+  return out;
+}
+
 std::vector<std::pair<double, double>> ReadPsnrCurve(const std::string& path) {
   std::vector<std::pair<double, double>> rows;
   std::ifstream in(path);
@@ -664,6 +778,21 @@ std::string Markdown(const json& r) {
     }
     md += "\n\n";
   }
+  if (r.contains("sensitivity")) {
+    const json& se = r["sensitivity"];
+    md += "## 6. Prompt sensitivity of the base\n\n";
+    md += fmt::format(
+        "On {} ground-truth clips, how often the base denoises a noisy clip (log-SNR -3..3, "
+        "unguided) nearer the truth with the clip's own caption than with one word changed. "
+        "50 % = the word is ignored.\n\n| motion reversed | another colour | another shape |\n"
+        "|---|---|---|\n| {} | {} | {} |\n\nMotion reversed, by the clip's motion: ",
+        se["examples"].get<int>(), Pct(se["motion_reversed"]["wins"]), Pct(se["colour"]["wins"]),
+        Pct(se["shape"]["wins"]));
+    for (const auto& [name, v] : se["motion_reversed"]["by_motion"].items()) {
+      md += fmt::format("{} {}; ", name, Pct(v));
+    }
+    md += "\n\n";
+  }
   md += "Contact sheets (one row per stage): ";
   for (int i = 0; i < r["contact_sheets"].get<int>(); ++i) {
     md += fmt::format("[{}](contact_{}.png) ", i, i);
@@ -710,7 +839,8 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   CascadeOptions co;
   co.preset = o.preset;
   co.models_dir = o.models_dir;
-  co.allow_random_weights = o.random_weights || o.fidelity_only;  // unselected stages may be untrained
+  // Stages a part does not use may be untrained.
+  co.allow_random_weights = o.random_weights || o.fidelity_only || o.sensitivity_only;
   co.force_random_weights = o.random_weights;
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
@@ -737,6 +867,10 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   if (ov.thresholding) r["thresholding_override"] = *ov.thresholding;
   if (ov.sampler) r["sampler_override"] = *ov.sampler;
   if (ov.time_power) r["time_power_override"] = *ov.time_power;
+  if (o.sensitivity_only) {
+    VF_ASSIGN_OR_RETURN(r["sensitivity"], PromptSensitivity(*cascade, o, progress));
+    return r;
+  }
   if (o.fidelity_only) {
     VF_ASSIGN_OR_RETURN(r["fidelity"], Fidelity(*cascade, o, progress));
     if (!o.out_dir.empty()) VF_RETURN_NOT_OK(SaveDenoisingPlot(r, o.out_dir));
@@ -819,6 +953,11 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
 
   // 5: v vs ε from the training logs.
   r["v_vs_eps"] = VersusEps(o);
+
+  // 6: does the base's denoising read the prompt's words?
+  if (o.sensitivity_examples > 0) {
+    VF_ASSIGN_OR_RETURN(r["sensitivity"], PromptSensitivity(*cascade, o, progress));
+  }
 
   // Targets of the issue, judged on what was measured here.
   json targets = json::array();

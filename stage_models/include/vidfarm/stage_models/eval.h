@@ -10,7 +10,10 @@
 //  4. a guidance sweep (w = 0, 1, 3, 5, 8, 15 and oscillating 15/1; dynamic thresholding on and
 //     off): alignment and the share of saturated pixels;
 //  5. v- against ε-prediction on one SSR stage: held-out PSNR against training steps, read from the
-//     two training runs' loss.csv (`vidfarm train --eval-every`).
+//     two training runs' loss.csv (`vidfarm train --eval-every`);
+//  6. the base's prompt sensitivity: on ground-truth clips, how often the clip's own caption
+//     denoises it better than the caption with one word changed (motion reversed, colour, shape):
+//     the diffusion model as a zero-shot classifier, forward passes only.
 // Writes report.json, report.md and PNG figures into the output directory.
 #pragma once
 
@@ -42,6 +45,10 @@ struct EvalOptions {
   // holds only "fidelity" and the settings.
   bool fidelity_only = false;
   std::vector<int> fidelity_stages;
+  // Part 6, prompt sensitivity of the base: ground-truth clips scored against counterfactual
+  // captions (0 = skip). With sensitivity_only, the report holds only it and the settings.
+  int sensitivity_examples = 48;
+  bool sensitivity_only = false;
   std::string out_dir = "eval";
   uint64_t seed = 1;             // prompts, scenes and sampling seeds
   // loss.csv of the v and the ε training run of one SSR stage (with eval_psnr rows). Empty or
