@@ -49,6 +49,11 @@ plan=(
   # name     ship  stage steps  batch lr    extra flags
   "base      base  0  19000  16  3e-4  --image-fraction 0.2 --lr-decay-from 13085"
   "base-frames -   0  22500  16  3e-4  --image-fraction 0.2 --init-from training/tiny/base --lr-decay-from 21000"
+  # base-fe: the base's run again from step 0 with the frame embedding (the question the README
+  # leaves open: does a base trained with it from the start read "left" and "right"?). Score it
+  # along the way with `vidfarm eval --sensitivity-only --models DIR` (DIR/base ->
+  # training/tiny/base-fe/package) and scripts/base-motion-check.sh DIR.
+  "base-fe   -     0  19000  16  3e-4  --image-fraction 0.2 --frame-embedding on --lr-decay-from 13085"
   "tsr1      tsr1  1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
   "ssr2      ssr2  2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
   "ssr3      ssr3  3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"
