@@ -145,7 +145,8 @@ class Coordinator::Impl {
     std::vector<TaskRecord> tasks;
     std::vector<Evt> events;
     std::vector<std::string> blobs_changed;
-    std::unordered_map<std::string, JobSpec> new_specs;  // jobs submitted by this Txn, parsed
+    // Jobs submitted by this Txn: the parsed spec and its JSON (the record holds its text).
+    std::unordered_map<std::string, std::pair<JobSpec, json>> new_specs;
     // Job and Task take their record by value: callers move one they are done with.
     void Job(JobRecord j) {
       w.PutJob(j);
@@ -436,19 +437,23 @@ void Coordinator::Impl::EncoderMain() {
 // Replay
 
 Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, Status* st) {
-  auto spec = JobSpec::FromJson(rec.spec);
+  const json parsed = json::parse(rec.spec, nullptr, /*allow_exceptions=*/false);
+  auto spec = parsed.is_discarded()
+                  ? Result<JobSpec>(Status::Corruption("job " + rec.id + ": spec is not JSON"))
+                  : JobSpec::FromJson(parsed);
   if (!spec.ok()) {
     *st = spec.status();
     Job job;
     job.rec = rec;
+    if (!parsed.is_discarded()) job.spec_json = parsed;  // shown as stored
     return job;
   }
   *st = Status::OK();
-  return MakeJob(rec, std::move(*spec));
+  return MakeJob(rec, std::move(*spec), &parsed);
 }
 
 // The in-memory job for a record whose spec is already parsed (and validated); spec_json, when
-// given, is spec.ToJson() already made.
+// given, is the spec's JSON already made (the record's, or spec.ToJson()).
 Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, JobSpec spec,
                                                   const json* spec_json) {
   Job job;
@@ -547,8 +552,9 @@ Status Coordinator::Impl::Apply(Txn& t) {
       Status mst;
       auto known = t.new_specs.find(j.id);
       // A new job's record holds its spec as OnSubmit made it: spec.ToJson().
-      Job job = known != t.new_specs.end() ? MakeJob(j, std::move(known->second), &j.spec)
-                                           : MakeJob(j, &mst);
+      Job job = known != t.new_specs.end()
+                    ? MakeJob(j, std::move(known->second.first), &known->second.second)
+                    : MakeJob(j, &mst);
       it = jobs_.emplace(j.id, std::move(job)).first;
     } else {
       it->second.rec = j;
@@ -2052,7 +2058,8 @@ void Coordinator::Impl::OnSubmit(const std::string& id, const std::string& rid,
     JobRecord rec;
     rec.submit_seq = store_->NextSubmitSeq();
     rec.id = store_->NewJobId(rec.submit_seq);
-    rec.spec = spec.ToJson();
+    json spec_json = spec.ToJson();
+    rec.spec = spec_json.dump(-1, ' ', false, json::error_handler_t::replace);
     rec.priority = spec.priority;
     rec.state = JobState::kQueued;
     rec.num_stages = static_cast<int>(table_.size());
@@ -2070,7 +2077,7 @@ void Coordinator::Impl::OnSubmit(const std::string& id, const std::string& rid,
     }
     t.Event(rec.id, "submitted", {{"priority", rec.priority}, {"preset", spec.preset}});
     ids.push_back(rec.id);
-    t.new_specs.emplace(rec.id, spec);
+    t.new_specs.emplace(rec.id, std::make_pair(spec, std::move(spec_json)));
     t.Job(std::move(rec));
   }
   Status st = Apply(t);
@@ -2098,7 +2105,7 @@ json Coordinator::Impl::JobJson(const Job& job, bool detailed) {
             {"updated_us", r.updated_us},
             {"finished_us", r.finished_us}};
   if (!detailed) return j;
-  j["spec"] = r.spec;
+  j["spec"] = job.spec_json;
   j["encoding"] = job.encoding;
   if (!r.output_blob.empty()) {
     auto size = BlobSize(r.output_blob);

@@ -60,6 +60,11 @@ class ObjectWriter {
     Key(key);
     out_ += Dump(j);
   }
+  // JSON text already encoded (empty: null).
+  void Raw(std::string_view key, std::string_view text) {
+    Key(key);
+    out_ += text.empty() ? std::string_view("null") : text;
+  }
   std::string Finish() {
     out_ += '}';
     return std::move(out_);
@@ -187,7 +192,7 @@ Result<TaskState> ParseTaskState(const std::string& name) {
 // nlohmann's std::map orders them), which the tests check; the opaque spec and event data are
 // still dumped by nlohmann.
 std::string EncodeJob(const JobRecord& r) {
-  ObjectWriter w(256 + r.error.size() + r.output_blob.size());
+  ObjectWriter w(256 + r.spec.size() + r.error.size() + r.output_blob.size());
   w.Int("created_us", r.created_us);
   w.Str("error", r.error);
   w.Int("finished_us", r.finished_us);
@@ -196,7 +201,7 @@ std::string EncodeJob(const JobRecord& r) {
   w.Int("num_stages", r.num_stages);
   w.Str("output_blob", r.output_blob);
   w.Int("priority", r.priority);
-  w.Json("spec", r.spec);
+  w.Raw("spec", r.spec);
   w.Int("stages_done", r.stages_done);
   w.Str("state", JobStateName(r.state));
   w.UInt("submit_seq", r.submit_seq);
@@ -247,7 +252,8 @@ Result<JobRecord> DecodeJob(std::string_view bytes) {
   std::string state;
   rd.Str("id", &r.id);
   rd.Int("submit_seq", &r.submit_seq);
-  rd.Any("spec", &r.spec);
+  json spec;
+  rd.Any("spec", &spec);
   rd.Int("priority", &r.priority);
   rd.Str("state", &state);
   rd.Int("num_stages", &r.num_stages, 0, kMaxStages);
@@ -263,6 +269,7 @@ Result<JobRecord> DecodeJob(std::string_view bytes) {
   if (!parsed.ok()) return Status::Corruption("job record: " + parsed.status().message());
   r.state = *parsed;
   if (r.id.empty()) return Status::Corruption("job record: empty id");
+  r.spec = Dump(spec);
   return r;
 }
 

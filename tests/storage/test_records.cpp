@@ -120,7 +120,8 @@ TEST(StorageRecords, EncodersMatchNlohmannDump) {
     JobRecord job;
     job.id = "j-" + std::to_string(n);
     job.submit_seq = (uint64_t{1} << 63) + n;
-    job.spec = {{"prompt", str}, {"seed", n}, {"steps", {1, 2, 3}}};
+    const json spec = {{"prompt", str}, {"seed", n}, {"steps", {1, 2, 3}}};
+    job.spec = dump(spec);
     job.priority = -n;
     job.state = static_cast<JobState>(n % 6);
     job.num_stages = 7;
@@ -134,7 +135,7 @@ TEST(StorageRecords, EncodersMatchNlohmannDump) {
     json jj = {{"v", kRecordVersion},
                {"id", job.id},
                {"submit_seq", job.submit_seq},
-               {"spec", job.spec},
+               {"spec", spec},
                {"priority", job.priority},
                {"state", JobStateName(job.state)},
                {"num_stages", job.num_stages},

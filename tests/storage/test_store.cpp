@@ -35,7 +35,7 @@ JobRecord MakeJob(Store& store, int priority = 0) {
   job.submit_seq = store.NextSubmitSeq();
   job.id = store.NewJobId(job.submit_seq);
   job.priority = priority;
-  job.spec = {{"prompt", "a cat surfing"}, {"seed", 7}, {"preset", "tiny"}};
+  job.spec = nlohmann::json{{"prompt", "a cat surfing"}, {"seed", 7}, {"preset", "tiny"}}.dump();
   return job;
 }
 
@@ -143,7 +143,7 @@ TEST_F(StoreTest, JobAndSevenTasksInOneTxnReadBackFieldByField) {
   EXPECT_EQ(got->id, job.id);
   EXPECT_EQ(got->submit_seq, job.submit_seq);
   EXPECT_EQ(got->spec, job.spec);
-  EXPECT_EQ(got->spec["prompt"], "a cat surfing");
+  EXPECT_EQ(nlohmann::json::parse(got->spec)["prompt"], "a cat surfing");
   EXPECT_EQ(got->priority, 5);
   EXPECT_EQ(got->state, JobState::kRunning);
   EXPECT_EQ(got->num_stages, 7);

@@ -28,7 +28,10 @@ Result<TaskState> ParseTaskState(const std::string& name);
 struct JobRecord {
   std::string id;           // From Store::NewJobId: sorts by submission; no '/'.
   uint64_t submit_seq = 0;  // Monotonically increasing per database.
-  nlohmann::json spec;      // The validated job spec; opaque to storage.
+  // The validated job spec as compact JSON text (nlohmann's dump of an object), opaque to
+  // storage: the encoder copies it into the record as it is, so a record written at each of a
+  // job's transitions does not serialize the spec again. Empty is written as null.
+  std::string spec;
   int priority = 0;         // Higher first.
   JobState state = JobState::kQueued;
   int num_stages = 7;
