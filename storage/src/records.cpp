@@ -189,8 +189,8 @@ Result<TaskState> ParseTaskState(const std::string& name) {
 // The encoders write the JSON text by hand: they run about ten times per job on the
 // coordinator's loop, and building an nlohmann tree per record cost a third of its time. The
 // output is byte for byte what `Dump` of the equivalent object gives (keys in sorted order, as
-// nlohmann's std::map orders them), which the tests check; the opaque spec and event data are
-// still dumped by nlohmann.
+// nlohmann's std::map orders them), which the tests check; the opaque spec arrives as JSON
+// text and is copied in; event data is still dumped by nlohmann.
 std::string EncodeJob(const JobRecord& r) {
   ObjectWriter w(256 + r.spec.size() + r.error.size() + r.output_blob.size());
   w.Int("created_us", r.created_us);

@@ -373,7 +373,6 @@ Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
   return stages;
 }
 
-// (step, eval_psnr) rows of a trainer's loss.csv.
 // ---- 6: prompt sensitivity of the base (the diffusion model as a classifier) ----
 
 // The motion that plays `m` backwards (left/right, up/down, growing/shrinking).
@@ -487,6 +486,7 @@ Result<json> PromptSensitivity(Cascade& cascade, const EvalOptions& o,
   return out;
 }
 
+// (step, eval_psnr) rows of a trainer's loss.csv.
 std::vector<std::pair<double, double>> ReadPsnrCurve(const std::string& path) {
   std::vector<std::pair<double, double>> rows;
   std::ifstream in(path);
