@@ -2059,7 +2059,7 @@ void Coordinator::Impl::OnSubmit(const std::string& id, const std::string& rid,
     rec.submit_seq = store_->NextSubmitSeq();
     rec.id = store_->NewJobId(rec.submit_seq);
     json spec_json = spec.ToJson();
-    rec.spec = spec_json.dump(-1, ' ', false, json::error_handler_t::replace);
+    rec.spec = storage::JobSpecText(spec_json);
     rec.priority = spec.priority;
     rec.state = JobState::kQueued;
     rec.num_stages = static_cast<int>(table_.size());

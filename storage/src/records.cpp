@@ -245,6 +245,8 @@ std::string EncodeEvent(const Event& e) {
   return w.Finish();
 }
 
+std::string JobSpecText(const json& spec) { return Dump(spec); }
+
 Result<JobRecord> DecodeJob(std::string_view bytes) {
   VF_ASSIGN_OR_RETURN(json j, ParseRecord(bytes, "job record"));
   JobRecord r;
@@ -269,7 +271,7 @@ Result<JobRecord> DecodeJob(std::string_view bytes) {
   if (!parsed.ok()) return Status::Corruption("job record: " + parsed.status().message());
   r.state = *parsed;
   if (r.id.empty()) return Status::Corruption("job record: empty id");
-  r.spec = Dump(spec);
+  r.spec = JobSpecText(spec);
   return r;
 }
 

@@ -35,7 +35,7 @@ JobRecord MakeJob(Store& store, int priority = 0) {
   job.submit_seq = store.NextSubmitSeq();
   job.id = store.NewJobId(job.submit_seq);
   job.priority = priority;
-  job.spec = nlohmann::json{{"prompt", "a cat surfing"}, {"seed", 7}, {"preset", "tiny"}}.dump();
+  job.spec = JobSpecText({{"prompt", "a cat surfing"}, {"seed", 7}, {"preset", "tiny"}});
   return job;
 }
 

@@ -74,6 +74,8 @@ struct Event {
 
 // Encoders never throw (invalid UTF-8 in strings is replaced, not rejected).
 std::string EncodeJob(const JobRecord& job);
+// JobRecord::spec's text for a spec: compact JSON, invalid UTF-8 replaced (as the encoders write).
+std::string JobSpecText(const nlohmann::json& spec);
 std::string EncodeTask(const TaskRecord& task);
 std::string EncodeEvent(const Event& event);
 // Decoders return Corruption naming the problem; they never throw.
