@@ -39,7 +39,10 @@ int RunEval(const std::vector<std::string>& args) {
       "  5. v vs eps: held-out PSNR over training steps from the two runs' loss.csv;\n"
       "  6. prompt sensitivity of the base: on ground-truth clips, how often the prompt's\n"
       "     own caption denoises better than the caption with one word changed (the motion\n"
-      "     reversed, another colour, another shape); about 50 % means the word is ignored.\n"
+      "     reversed, another colour, another shape); about 50 % means the word is ignored;\n"
+      "     and the prior's drift: from pure noise, how many pixels per frame the base's\n"
+      "     guess moves the object the way 'moving left/right/up/down' says, against the\n"
+      "     ground truth (about 0 means the direction word is ignored).\n"
       "     Forward passes only: --sensitivity-only --models DIR scores a training run's\n"
       "     base (DIR/base) in seconds.\n"
       "Prompts come from --prompts (one per line) or are drawn from the caption grammar.");

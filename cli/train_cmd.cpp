@@ -32,7 +32,7 @@ std::string Duration(double seconds) {
 int RunTrain(const std::vector<std::string>& args) {
   models::TrainOptions o;
   int64_t stage = 0, threads = 0;
-  std::string device = "cpu", prediction = "v", frame_embedding = "preset";
+  std::string device = "cpu", prediction = "v", frame_embedding = "preset", spacetime = "preset";
   uint64_t seed = 1;
   FlagSet flags(
       "vidfarm train --stage K --out PKG [--preset tiny] [--data synth|DIR] [--steps N] "
@@ -88,6 +88,9 @@ int RunTrain(const std::vector<std::string>& args) {
   flags.String("frame-embedding", 0, &frame_embedding,
                "base: preset | on | off — the per-frame embedding (UNetConfig::frame_embedding); "
                "a resumed run keeps its checkpoint's");
+  flags.String("spacetime-attention", 0, &spacetime,
+               "base: preset | on | off — spatial attention over all frames at once "
+               "(UNetConfig::spacetime_attention); a resumed run keeps its checkpoint's");
   flags.Int("crop-frames", 0, &o.crop_frames, "random temporal crop length (0 = whole clip)");
   flags.Int("crop-h", 0, &o.crop_h, "random crop height (0 = the stage's default)");
   flags.Int("crop-w", 0, &o.crop_w, "random crop width (0 = the stage's default)");
@@ -105,10 +108,18 @@ int RunTrain(const std::vector<std::string>& args) {
   if (prediction != "v" && prediction != "eps") {
     return Fail("train", "--prediction must be v or eps", 2);
   }
-  if (frame_embedding != "preset" && frame_embedding != "on" && frame_embedding != "off") {
+  // preset | on | off -> -1 | 1 | 0; -2 = neither.
+  auto tristate = [](const std::string& v) {
+    return v == "preset" ? -1 : v == "on" ? 1 : v == "off" ? 0 : -2;
+  };
+  o.frame_embedding = tristate(frame_embedding);
+  if (o.frame_embedding == -2) {
     return Fail("train", "--frame-embedding must be preset, on or off", 2);
   }
-  o.frame_embedding = frame_embedding == "preset" ? -1 : frame_embedding == "on" ? 1 : 0;
+  o.spacetime_attention = tristate(spacetime);
+  if (o.spacetime_attention == -2) {
+    return Fail("train", "--spacetime-attention must be preset, on or off", 2);
+  }
   o.prediction = prediction == "v" ? models::Parameterization::kV : models::Parameterization::kEps;
   o.stage = static_cast<int>(stage);
   o.seed = seed;

@@ -2,6 +2,7 @@
 // resumes from its last checkpoint, and eval writes its report and figures.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -84,6 +85,11 @@ TEST(CliTrain, BadFlagsAreUsageErrors) {
                  ShellQuote(dir.path() + "/p3"));
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_NE(r.out.find("--frame-embedding must be"), std::string::npos) << r.out;
+  r = RunCommand(kBin + " train --stage 0 --steps 1 --spacetime-attention yes --out " +
+                 ShellQuote(dir.path() + "/p4"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("--spacetime-attention must be"), std::string::npos) << r.out;
+  EXPECT_FALSE(fs::exists(dir.path() + "/p4"));
   EXPECT_EQ(RunCommand(kBin + " train --help").code, 0);
 }
 
@@ -130,6 +136,7 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   std::ifstream md(out + "/report.md");
   const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("## 6. Prompt sensitivity of the base"), std::string::npos);
+  EXPECT_NE(text.find("Prior drift: from pure noise"), std::string::npos);
   // A prompts file that does not exist is a clear error, and nothing is written.
   r = RunCommand(kBin + " eval --random-weights --prompts /nonexistent/p.txt --out " +
                  ShellQuote(dir.path() + "/e2"));
@@ -163,6 +170,16 @@ TEST(CliEval, SensitivityOnlyScoresTheShippedBase) {
   }
   EXPECT_GE(s["colour"]["wins"].get<double>(), 10.0 / 12) << s.dump();
   EXPECT_EQ(s["motion_reversed"]["by_motion"].size(), 6u) << s.dump();
+  // The prior's drift: ground-truth renders move the named way (so the centroid and its sign are
+  // right); the base's figure is a finite number of pixels per frame.
+  const auto& drift = s["prior_drift"]["by_direction"];
+  ASSERT_EQ(drift.size(), 4u) << s.dump();
+  for (const auto& [name, d] : drift.items()) {
+    EXPECT_GT(d["truth"].get<double>(), 0.3) << name;
+    EXPECT_LT(d["truth"].get<double>(), 1.5) << name;
+    EXPECT_TRUE(std::isfinite(d["model"].get<double>())) << name;
+    EXPECT_LT(std::abs(d["model"].get<double>()), 3.0) << name;
+  }
   r = RunCommand(kBin + " eval --sensitivity-only --sensitivity-examples 0 --out " +
                  ShellQuote(dir.path() + "/none"));
   EXPECT_EQ(r.code, 2) << r.out;

@@ -396,6 +396,88 @@ synth::Motion Reversed(synth::Motion m) {
   }
 }
 
+// Per frame, the centre of mass (x, y in pixels) of what stands out from the frame's median
+// brightness (the background of a "black background" clip): [C,T,H,W] -> [T,2].
+torch::Tensor Centroids(const torch::Tensor& v) {
+  auto b = v.to(torch::kFloat32).mean(0);  // [T,H,W]
+  const int64_t t = b.size(0), h = b.size(1), w = b.size(2);
+  auto floor = std::get<0>(b.reshape({t, h * w}).median(1)).view({t, 1, 1});
+  auto m = (b - floor).clamp_min(0);
+  auto xs = torch::arange(w, torch::kFloat32).view({1, 1, w});
+  auto ys = torch::arange(h, torch::kFloat32).view({1, h, 1});
+  auto mass = m.sum({1, 2}) + 1e-6;
+  return torch::stack({(m * xs).sum({1, 2}) / mass, (m * ys).sum({1, 2}) / mass}, 1);
+}
+
+// Least-squares slope of `y` ([T]) against the frame index.
+double Slope(const torch::Tensor& y) {
+  const int64_t t = y.size(0);
+  auto f = torch::arange(t, torch::kFloat64);
+  auto yy = y.to(torch::kFloat64);
+  auto fc = f - f.mean();
+  return ((fc * (yy - yy.mean())).sum() / fc.pow(2).sum().clamp_min(1e-12)).item<double>();
+}
+
+// Does the base's prior move the object the way the caption says? The base denoises pure noise
+// (a zero clip at log-SNR -5, so z holds no video) for "a {colour} {shape} moving {left|right|up|
+// down}" on the default black background, unguided; its x̂ there is its guess of the caption's
+// mean clip, whose object drifts along the named direction at the synthetic world's mean speed.
+// Reported: the centroid's drift in pixels per frame along the named direction, for the base and
+// for ground-truth renders of the same captions (one each). A base that ignores the direction
+// drifts about 0. Unclamped: a faint guess of the object may lie below -1 with its background.
+Result<json> PriorDrift(StageRunner& base, const StageSettings& st, uint64_t seed,
+                        int per_direction) {
+  using synth::Motion;
+  const StageSpec& spec = base.spec();
+  const std::array<Motion, 4> dirs = {Motion::kLeft, Motion::kRight, Motion::kUp, Motion::kDown};
+  const auto& shapes = synth::AllShapes();
+  StageRequest req;
+  std::vector<synth::Attributes> attrs;
+  for (Motion d : dirs) {
+    for (int i = 0; i < per_direction; ++i) {
+      synth::Attributes a;
+      a.colour = static_cast<synth::Colour>(i % synth::kNumColours);
+      a.shape = shapes[static_cast<size_t>(i * 5 + 1) % shapes.size()];
+      a.motion = d;
+      attrs.push_back(a);
+      req.prompts.push_back(synth::Caption(a));
+      req.sample_indices.push_back(static_cast<int64_t>(req.prompts.size()));
+    }
+  }
+  req.seed = seed;
+  const int64_t n = static_cast<int64_t>(req.prompts.size());
+  const torch::Tensor zero =
+      torch::zeros({n, spec.net.channels, spec.frames, spec.height, spec.width});
+  constexpr double kLogSnr = -5.0;
+  VF_ASSIGN_OR_RETURN(std::vector<torch::Tensor> xh,
+                      base.PredictClean(req, st, zero, {kLogSnr}, 0, /*clamp=*/false));
+  json by = json::object();
+  double model_sum = 0, truth_sum = 0;
+  for (size_t k = 0; k < dirs.size(); ++k) {
+    const bool vertical = dirs[k] == Motion::kUp || dirs[k] == Motion::kDown;
+    const double sign = dirs[k] == Motion::kLeft || dirs[k] == Motion::kUp ? -1.0 : 1.0;
+    double model = 0, truth = 0;
+    for (int i = 0; i < per_direction; ++i) {
+      const size_t j = k * static_cast<size_t>(per_direction) + static_cast<size_t>(i);
+      model += sign * Slope(Centroids(xh[0][static_cast<int64_t>(j)]).select(1, vertical));
+      const synth::Scene scene = synth::SceneFor(attrs[j], seed ^ 0xd41f7ULL, j);
+      VF_ASSIGN_OR_RETURN(Video gt,
+                          synth::Render(scene, spec.frames, spec.height, spec.width, spec.fps));
+      truth += sign * Slope(Centroids(VideoToTensor(gt)).select(1, vertical));
+    }
+    model /= per_direction;
+    truth /= per_direction;
+    by[synth::MotionName(dirs[k])] = {{"model", model}, {"truth", truth}};
+    model_sum += model;
+    truth_sum += truth;
+  }
+  return json{{"logsnr", kLogSnr},
+              {"captions_per_direction", per_direction},
+              {"by_direction", by},
+              {"model", model_sum / dirs.size()},
+              {"truth", truth_sum / dirs.size()}};
+}
+
 // Does the base's denoising use the words of its prompt? For each ground-truth clip of a caption
 // and each of three counterfactual captions that change one word (the motion to its reversal, the
 // colour, the shape), the base denoises the same noisy clip (one ε, log-SNR -3, -1, 1 and 3) with
@@ -476,11 +558,15 @@ Result<json> PromptSensitivity(Cascade& cascade, const EvalOptions& o,
   json bm = json::object();
   for (const auto& [name, c] : by_motion) bm[name] = static_cast<double>(c.first) / c.second;
   out["motion_reversed"]["by_motion"] = bm;
+  VF_ASSIGN_OR_RETURN(out["prior_drift"], PriorDrift(base, st, o.seed, 8));
+  out["seconds"] = Seconds(start);
   if (progress) {
     progress(fmt::format(
         "prompt sensitivity of the base: the prompt beats its motion reversed "
-        "{:.0f} %, another colour {:.0f} %, another shape {:.0f} % ({} clips, {:.0f} s)",
+        "{:.0f} %, another colour {:.0f} %, another shape {:.0f} % ({} clips); its prior drifts "
+        "{:.2f} px/frame the named way (truth {:.2f}) ({:.0f} s)",
         100 * wins[0] / n, 100 * wins[1] / n, 100 * wins[2] / n, o.sensitivity_examples,
+        out["prior_drift"]["model"].get<double>(), out["prior_drift"]["truth"].get<double>(),
         Seconds(start)));
   }
   return out;
@@ -792,6 +878,20 @@ std::string Markdown(const json& r) {
       md += fmt::format("{} {}; ", name, Pct(v));
     }
     md += "\n\n";
+    if (se.contains("prior_drift")) {
+      const json& pd = se["prior_drift"];
+      md += fmt::format(
+          "Prior drift: from pure noise (log-SNR {}), how far the base's guess of the clip moves "
+          "its object per frame along the direction its caption names ({} captions per "
+          "direction, black background), against ground-truth renders of the same captions.\n\n"
+          "| direction | base (px/frame) | truth (px/frame) |\n|---|---|---|\n",
+          pd["logsnr"].get<double>(), pd["captions_per_direction"].get<int>());
+      for (const auto& [name, v] : pd["by_direction"].items()) {
+        md += fmt::format("| {} | {:.2f} | {:.2f} |\n", name, v["model"].get<double>(),
+                          v["truth"].get<double>());
+      }
+      md += "\n";
+    }
   }
   md += "Contact sheets (one row per stage): ";
   for (int i = 0; i < r["contact_sheets"].get<int>(); ++i) {

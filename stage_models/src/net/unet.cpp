@@ -62,6 +62,7 @@ nlohmann::json UNetConfig::ToJson() const {
   if (cond_prior_std > 0) j["cond_prior_std"] = cond_prior_std;  // absent: off (older packages)
   if (cond_prior_blend > 0) j["cond_prior_blend"] = cond_prior_blend;  // absent: off
   if (frame_embedding) j["frame_embedding"] = true;                    // absent: off
+  if (spacetime_attention) j["spacetime_attention"] = true;            // absent: off
   return j;
 }
 
@@ -98,6 +99,7 @@ Result<UNetConfig> UNetConfig::FromJson(const nlohmann::json& j) {
     c.cond_prior_std = j.value("cond_prior_std", 0.0);
     c.cond_prior_blend = j.value("cond_prior_blend", int64_t{0});
     c.frame_embedding = j.value("frame_embedding", false);
+    c.spacetime_attention = j.value("spacetime_attention", false);
   } catch (const std::exception& e) {
     return Status::InvalidArgument(std::string("bad U-Net architecture JSON: ") + e.what());
   }
@@ -259,25 +261,69 @@ struct ResBlockImpl : torch::nn::Module {
   std::shared_ptr<LinearImpl> emb_proj;
 };
 
+torch::Tensor SpaceTimeOffsetIndex(int64_t t, int64_t h, int64_t w) {
+  const int64_t n = t * h * w, side = 2 * kSpaceTimeReach + 1;
+  auto index = torch::empty({n * n}, torch::kLong);
+  int64_t* idx = index.data_ptr<int64_t>();
+  auto off = [](int64_t d) {
+    return std::clamp(d, -kSpaceTimeReach, kSpaceTimeReach) + kSpaceTimeReach;
+  };
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t ti = i / (h * w), yi = i / w % h, xi = i % w;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t tj = j / (h * w), yj = j / w % h, xj = j % w;
+      idx[i * n + j] = (off(tj - ti) * side + off(yj - yi)) * side + off(xj - xi);
+    }
+  }
+  return index;
+}
+
+// Self-attention over the pixels of each frame; with UNetConfig::spacetime_attention, over the
+// pixels of all the sample's frames at once, with a learned per-head bias indexed by the clamped
+// (Δframe, Δrow, Δcolumn) offset. Image samples (frames unrelated) attend within their frame.
 struct SpatialAttentionImpl : torch::nn::Module {
-  SpatialAttentionImpl(int64_t ch, int64_t heads, int64_t head_dim, int64_t groups,
+  SpatialAttentionImpl(int64_t ch, int64_t heads, int64_t head_dim, int64_t groups, bool spacetime,
                        torch::Device dev)
       : heads(heads), head_dim(head_dim) {
     norm = register_module("norm", std::make_shared<NormImpl>(ch, groups, dev));
     qkv = register_module("qkv", std::make_shared<LinearImpl>(ch, 3 * heads * head_dim, dev));
     out = register_module("out", std::make_shared<LinearImpl>(heads * head_dim, ch, dev));
+    if (spacetime) {
+      const int64_t side = 2 * kSpaceTimeReach + 1;
+      rel_bias = register_parameter("rel_bias", NewParam({heads, side * side * side}, dev));
+    }
   }
-  torch::Tensor forward(const torch::Tensor& x, const SampleCtx&) {
-    const int64_t n = x.size(0), h = x.size(2), w = x.size(3);
-    auto tok = norm->forward(x).permute({0, 2, 3, 1}).reshape({n, h * w, x.size(1)});
-    auto p = qkv->forward(tok).view({n, h * w, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
-    auto a = ops::attention(p[0], p[1], p[2]);  // [N,h,HW,d]
-    a = a.permute({0, 2, 1, 3}).reshape({n, h * w, heads * head_dim});
+  // [1,heads,N,N] bias for N = t*h*w tokens in (frame, row, column) order.
+  torch::Tensor Bias(int64_t t, int64_t h, int64_t w) {
+    const int64_t n = t * h * w;
+    const auto index = SpaceTimeOffsetIndex(t, h, w).to(rel_bias.device());
+    return rel_bias.index_select(1, index).view({1, heads, n, n});
+  }
+  torch::Tensor forward(const torch::Tensor& x, const SampleCtx& ctx) {
+    const int64_t h = x.size(2), w = x.size(3), c = x.size(1);
+    const bool spacetime = rel_bias.defined() && !ctx.temporal_off && ctx.t > 1;
+    // Sequences: one per frame, or one per sample (all its frames) in space-time.
+    const int64_t n = spacetime ? ctx.b : x.size(0), len = spacetime ? ctx.t * h * w : h * w;
+    auto tok = norm->forward(x).permute({0, 2, 3, 1}).reshape({n, len, c});
+    auto p = qkv->forward(tok).view({n, len, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+    torch::Tensor bias, mask;
+    if (rel_bias.defined()) bias = Bias(spacetime ? ctx.t : 1, h, w).to(p.scalar_type());
+    if (spacetime && ctx.temporal_keep.defined()) {
+      // Image samples of a mixed batch: each pixel sees only its own frame.
+      auto frame = torch::arange(ctx.t, torch::kLong).repeat_interleave(h * w);
+      auto same = (frame.unsqueeze(1) == frame.unsqueeze(0)).to(x.device());  // [N,N]
+      auto video =
+          ctx.temporal_keep.view({ctx.b, ctx.t}).select(1, 0).gt(0.5).view({ctx.b, 1, 1, 1});
+      mask = same.view({1, 1, len, len}) | video;
+    }
+    auto a = ops::attention(p[0], p[1], p[2], bias, mask);  // [n,h,len,d]
+    a = a.permute({0, 2, 1, 3}).reshape({n, len, heads * head_dim});
     return ops::add(x, FromTokens(out->forward(a), h, w));
   }
   int64_t heads, head_dim;
   std::shared_ptr<NormImpl> norm;
   std::shared_ptr<LinearImpl> qkv, out;
+  torch::Tensor rel_bias;  // [heads, (2·reach+1)^3], spacetime_attention only
 };
 
 // Queries from every pixel of every frame, keys from the text tokens plus one learned null key
@@ -384,7 +430,8 @@ struct BlockImpl : torch::nn::Module {
     }
     if (attn) {
       this->attn = register_module(
-          "attn", std::make_shared<SpatialAttentionImpl>(out, c.heads, c.head_dim, c.groups, dev));
+          "attn", std::make_shared<SpatialAttentionImpl>(out, c.heads, c.head_dim, c.groups,
+                                                         c.spacetime_attention, dev));
     }
     if (cross) {
       this->cross =

@@ -210,7 +210,7 @@ Result<std::vector<torch::Tensor>> StageRunner::PredictClean(const StageRequest&
                                                              const StageSettings& settings,
                                                              const torch::Tensor& clean,
                                                              const std::vector<double>& logsnrs,
-                                                             int step) {
+                                                             int step, bool clamp) {
   const StageSpec& s = spec();
   try {
     torch::InferenceMode inference;
@@ -229,7 +229,9 @@ Result<std::vector<torch::Tensor>> StageRunner::PredictClean(const StageRequest&
     std::vector<torch::Tensor> out;
     for (double logsnr : logsnrs) {
       const torch::Tensor z = x * AlphaFromLogSnr(logsnr) + eps * SigmaFromLogSnr(logsnr);
-      out.push_back(denoise(z, logsnr, step).clamp(-1.0, 1.0).to(torch::kCPU, torch::kFloat32));
+      torch::Tensor xhat = denoise(z, logsnr, step);
+      if (clamp) xhat = xhat.clamp(-1.0, 1.0);
+      out.push_back(xhat.to(torch::kCPU, torch::kFloat32));
     }
     return out;
   } catch (const c10::Error& e) {

@@ -166,6 +166,12 @@ Status Trainer::Init() {
     }
     spec_.net.frame_embedding = o.frame_embedding == 1;
   }
+  if (o.spacetime_attention >= 0) {
+    if (spec_.kind != StageKind::kBase) {
+      return Status::InvalidArgument("--spacetime-attention is for the base stage only");
+    }
+    spec_.net.spacetime_attention = o.spacetime_attention == 1;
+  }
   if (o.plain_output && o.cond_prior_std >= 0) {
     return Status::InvalidArgument("--plain-output and --cond-prior-std exclude each other");
   }
@@ -310,6 +316,11 @@ void Trainer::AdoptCheckpointNetChoices() {
     VF_LOG_INFO("stage {}: keeping the checkpoint's frame_embedding ({})", spec_.name,
                 arch->frame_embedding);
     spec_.net.frame_embedding = arch->frame_embedding;
+  }
+  if (arch->spacetime_attention != spec_.net.spacetime_attention) {
+    VF_LOG_INFO("stage {}: keeping the checkpoint's spacetime_attention ({})", spec_.name,
+                arch->spacetime_attention);
+    spec_.net.spacetime_attention = arch->spacetime_attention;
   }
   if (opt_.cond_prior_std >= 0 || opt_.plain_output || spec_.kind == StageKind::kBase) return;
   if (!SameOutputSkip(*arch, spec_.net)) {

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 
 #include "vidfarm/stage_models/preset.h"
 #include "vidfarm/stage_models/text_encoder.h"
@@ -85,9 +86,11 @@ TEST(UNet, CheckInputsRejectsBadShapes) {
 }
 
 // Sample 0 is an image batch (frames independent), sample 1 a video.
-void CheckImageMask(const UNetConfig& c, int64_t h, int64_t w) {
+void CheckImageMask(const UNetConfig& c, int64_t h, int64_t w,
+                    const std::function<void(VideoUNet&)>& tweak = {}) {
   torch::NoGradGuard ng;
   auto net = MakeNet(c);
+  if (tweak) tweak(net);
   const int64_t t = 6, j = 2;  // a multiple of the TSR stages' cond_prior_blend
   auto in = MakeInputs(c, 2, t, h, w, 3);
   in.image_mask = torch::tensor({true, false});
@@ -123,6 +126,51 @@ TEST(UNet, ImageMaskBypassesTemporalConv) {
   const auto s = TinyStage(1);
   ASSERT_EQ(s.net.temporal, TemporalMixing::kConv);
   CheckImageMask(s.net, s.height, s.width);
+}
+
+// Space-time attention mixes frames inside the attention layer itself, yet an image sample's
+// frames stay independent (masked per sample, with the space-time bias in use).
+TEST(UNet, SpaceTimeAttentionKeepsImageSamplesPerFrame) {
+  auto s = TinyStage(0);
+  s.net.spacetime_attention = true;
+  s.net.temporal = TemporalMixing::kNone;  // only the attention can carry one frame to another
+  int64_t biases = 0;
+  CheckImageMask(s.net, s.height, s.width, [&](VideoUNet& net) {
+    for (auto& p : net->named_parameters()) {
+      if (p.key().find("attn.rel_bias") == std::string::npos) continue;
+      p.value().normal_(0, 1.0);
+      ++biases;
+    }
+  });
+  EXPECT_GT(biases, 0);
+  // Without it, the same network without temporal layers keeps every frame to itself.
+  torch::NoGradGuard ng;
+  s.net.spacetime_attention = false;
+  auto net = MakeNet(s.net);
+  auto in = MakeInputs(s.net, 1, 4, s.height, s.width, 3);
+  auto y0 = net->forward(in);
+  in.z.select(2, 1).add_(1.0);
+  auto y1 = net->forward(in);
+  EXPECT_LT((y1.select(2, 0) - y0.select(2, 0)).abs().max().item<double>(), 1e-5);
+}
+
+// The bias table's entry for each pair of tokens is the one of their clamped offset.
+TEST(UNet, SpaceTimeOffsetIndexDecodesToTheOffset) {
+  const int64_t t = 3, h = 2, w = 12, n = t * h * w;
+  const int64_t reach = detail::kSpaceTimeReach, side = 2 * reach + 1;
+  const torch::Tensor idx = detail::SpaceTimeOffsetIndex(t, h, w);
+  ASSERT_EQ(idx.numel(), n * n);
+  auto clamp = [&](int64_t d) { return std::clamp(d, -reach, reach); };
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t k = idx[i * n + j].item<int64_t>();
+      const int64_t dt = k / (side * side) - reach, dy = k / side % side - reach,
+                    dx = k % side - reach;
+      ASSERT_EQ(dt, j / (h * w) - i / (h * w)) << i << "," << j;
+      ASSERT_EQ(dy, j / w % h - i / w % h) << i << "," << j;
+      ASSERT_EQ(dx, clamp(j % w - i % w)) << i << "," << j;  // 11 columns apart clamp to 8
+    }
+  }
 }
 
 TEST(UNet, TextKeepFalseUsesTheNullText) {
@@ -416,6 +464,12 @@ TEST(UNet, ConfigJsonRoundTripAndValidation) {
   EXPECT_FALSE(read->frame_embedding);
   EXPECT_FALSE(read->ToJson().contains("frame_embedding"));
   EXPECT_FALSE(TinyStage(1).net.frame_embedding);  // SR stages read motion off their input
+  // Space-time attention likewise: absent means off.
+  EXPECT_FALSE(base.ToJson().contains("spacetime_attention"));
+  UNetConfig st = base;
+  st.spacetime_attention = true;
+  EXPECT_EQ(st.ToJson().at("spacetime_attention"), true);
+  EXPECT_TRUE(UNetConfig::FromJson(st.ToJson())->spacetime_attention);
 }
 
 }  // namespace

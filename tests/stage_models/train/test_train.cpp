@@ -301,9 +301,9 @@ TEST_F(TrainTest, InitFromGrowsAnOlderBaseRunByTheFrameEmbedding) {
   EXPECT_NE(r.status().message().find("stage"), std::string::npos) << r.status().ToString();
 }
 
-// --frame-embedding: a base run from step 0 with or without the embedding, whatever the preset
-// says; a resumed run keeps its checkpoint's choice; SR stages refuse the option.
-TEST_F(TrainTest, FrameEmbeddingCanBeChosenForAFreshBaseRun) {
+// --frame-embedding and --spacetime-attention: a base run from step 0 with or without them,
+// whatever the preset says; a resumed run keeps its checkpoint's choice; SR stages refuse them.
+TEST_F(TrainTest, FrameEmbeddingAndSpaceTimeAttentionCanBeChosenForAFreshBaseRun) {
   testing::TempDir dir;
   auto arch = [](const std::string& pkg) {
     std::ifstream in(pkg + "/config.json");
@@ -317,21 +317,33 @@ TEST_F(TrainTest, FrameEmbeddingCanBeChosenForAFreshBaseRun) {
   TrainOptions on = SmallRun(dir.path() + "/on");
   on.steps = 1;
   on.frame_embedding = 1;
+  on.spacetime_attention = 1;
   ASSERT_TRUE(Train(on).ok());
   EXPECT_EQ(arch(on.out)["frame_embedding"], true);
-  TrainOptions resumed = off;  // resumed with the option flipped: the checkpoint decides
+  EXPECT_EQ(arch(on.out)["spacetime_attention"], true);
+  EXPECT_FALSE(arch(off.out).contains("spacetime_attention"));
+  TrainOptions resumed = off;  // resumed with the options flipped: the checkpoint decides
   resumed.resume = true;
   resumed.steps = 2;
   resumed.frame_embedding = 1;
+  resumed.spacetime_attention = 1;
   auto r = Train(resumed);
   ASSERT_TRUE(r.ok()) << r.status().ToString();
   EXPECT_FALSE(arch(off.out).contains("frame_embedding"));
+  EXPECT_FALSE(arch(off.out).contains("spacetime_attention"));
   TrainOptions sr = SmallRun(dir.path() + "/sr", 1);
   sr.steps = 1;
   sr.frame_embedding = 1;
   r = Train(sr);
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("base stage only"), std::string::npos)
+      << r.status().ToString();
+  sr.frame_embedding = -1;
+  sr.spacetime_attention = 1;
+  r = Train(sr);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("--spacetime-attention is for the base stage only"),
+            std::string::npos)
       << r.status().ToString();
 }
 

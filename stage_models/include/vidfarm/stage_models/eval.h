@@ -13,7 +13,9 @@
 //     two training runs' loss.csv (`vidfarm train --eval-every`);
 //  6. the base's prompt sensitivity: on ground-truth clips, how often the clip's own caption
 //     denoises it better than the caption with one word changed (motion reversed, colour, shape):
-//     the diffusion model as a zero-shot classifier, forward passes only.
+//     the diffusion model as a zero-shot classifier, forward passes only; and the drift of its
+//     prior: how far per frame its guess of a clip from pure noise moves the object the way the
+//     caption's direction says, against ground-truth renders.
 // Writes report.json, report.md and PNG figures into the output directory.
 #pragma once
 

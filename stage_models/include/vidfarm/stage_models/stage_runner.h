@@ -74,11 +74,12 @@ class StageRunner {
   // noises `clean` ([B,C,T,H,W] in [-1, 1]) to z = α·x + σ·ε at each of `logsnrs` (one ε, keyed
   // by the request's seed, the stage, kProbeNoiseStep and the sample indices) and returns the
   // stage's x̂ for each, with the request's conditioning, the settings' guidance at sampler step
-  // `step`, and thresholding; clamped to [-1, 1], on the CPU.
+  // `step`, and thresholding; clamped to [-1, 1] (unless `clamp` is false), on the CPU.
   Result<std::vector<torch::Tensor>> PredictClean(const StageRequest& request,
                                                   const StageSettings& settings,
                                                   const torch::Tensor& clean,
-                                                  const std::vector<double>& logsnrs, int step = 0);
+                                                  const std::vector<double>& logsnrs, int step = 0,
+                                                  bool clamp = true);
   // Keyed-noise step of PredictClean's ε (outside the sampler's -1..n-1 and the augmentation's -2).
   static constexpr int kProbeNoiseStep = -3;
 

@@ -90,6 +90,9 @@ struct TrainOptions {
   // Base stages: -1 = the preset's UNetConfig::frame_embedding, 0 = without, 1 = with (an A/B of
   // the frame embedding from step 0). A resumed run keeps its checkpoint's choice.
   int frame_embedding = -1;
+  // Base stages: -1 = the preset's UNetConfig::spacetime_attention, 0 = without, 1 = with. A
+  // resumed run keeps its checkpoint's choice.
+  int spacetime_attention = -1;
   // Random crops (0 = the spec's: crop_h/crop_w for trained_on_crops stages, else none).
   int64_t crop_frames = 0, crop_h = 0, crop_w = 0;
   int64_t checkpoint_every = 200;

@@ -77,6 +77,12 @@ struct UNetConfig {
   // direction words, and it cannot use them while the bias stays symmetric. Image-masked samples
   // get no frame term. false (absent in JSON) = off (older packages).
   bool frame_embedding = false;
+  // Where spatial attention is on, it attends over the pixels of all frames of a video sample at
+  // once, with a learned per-head bias for each (Δframe, Δrow, Δcolumn) offset (clamped to ±8,
+  // zero at init); image samples still attend within their frame. Lets one layer move content
+  // along a direction over time, which per-frame spatial attention and per-pixel temporal
+  // attention can do only in combination. false (absent in JSON) = off (older packages).
+  bool spacetime_attention = false;
 
   int levels() const { return static_cast<int>(mults.size()); }
   int res_blocks(int level) const;
@@ -103,6 +109,13 @@ struct UNetInputs {
 };
 
 namespace detail {
+// Space-time attention (UNetConfig::spacetime_attention): offsets in frames, rows and columns
+// beyond this share one learned bias.
+constexpr int64_t kSpaceTimeReach = 8;
+// For N = t·h·w tokens in (frame, row, column) order, the [N·N] row-major index into a
+// (2·reach+1)^3 bias table of each (query, key) pair's clamped offset key − query:
+// ((Δt + reach)·side + Δy + reach)·side + Δx + reach.
+torch::Tensor SpaceTimeOffsetIndex(int64_t t, int64_t h, int64_t w);
 struct Conv2dImpl;
 struct LinearImpl;
 struct NormImpl;
