@@ -942,6 +942,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   // Stages a part does not use may be untrained.
   co.allow_random_weights = o.random_weights || o.fidelity_only || o.sensitivity_only;
   co.force_random_weights = o.random_weights;
+  if (o.sensitivity_only) co.last_stage = 0;  // part 6 uses the base alone
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
   const StageOverrides& ov = o.overrides;
