@@ -54,6 +54,10 @@ plan=(
   # along the way with `vidfarm eval --sensitivity-only --models DIR` (DIR/base ->
   # training/tiny/base-fe/package) and scripts/base-motion-check.sh DIR.
   "base-fe   -     0  19000  16  3e-4  --image-fraction 0.2 --frame-embedding on --lr-decay-from 13085"
+  # base-st: the base from step 0 with the frame embedding, space-time attention
+  # (UNetConfig::spacetime_attention) and rate 1e-3, the recipe that made a base read "left" and
+  # "right" in the README's A/B (left/right-only data, 2400 steps: 22 of 24 renders the named way).
+  "base-st   -     0  19000  16  1e-3  --image-fraction 0.2 --frame-embedding on --spacetime-attention on --lr-decay-from 13085"
   "tsr1      tsr1  1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
   "ssr2      ssr2  2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
   "ssr3      ssr3  3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"
