@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <numeric>
 #include <sstream>
 
 #include "vidfarm/common/hash.h"
@@ -409,13 +410,13 @@ torch::Tensor Centroids(const torch::Tensor& v) {
   return torch::stack({(m * xs).sum({1, 2}) / mass, (m * ys).sum({1, 2}) / mass}, 1);
 }
 
-// Least-squares slope of `y` ([T]) against the frame index.
-double Slope(const torch::Tensor& y) {
-  const int64_t t = y.size(0);
-  auto f = torch::arange(t, torch::kFloat64);
-  auto yy = y.to(torch::kFloat64);
-  auto fc = f - f.mean();
-  return ((fc * (yy - yy.mean())).sum() / fc.pow(2).sum().clamp_min(1e-12)).item<double>();
+// Pixels per frame that a [T] track moves (its least-squares slope over the frame index).
+double Drift(const torch::Tensor& track) {
+  const auto y = track.to(torch::kFloat64).contiguous();
+  std::vector<double> frames(static_cast<size_t>(y.size(0)));
+  std::iota(frames.begin(), frames.end(), 0.0);
+  return synth::Slope(frames,
+                      std::vector<double>(y.data_ptr<double>(), y.data_ptr<double>() + y.size(0)));
 }
 
 // Does the base's prior move the object the way the caption says? The base denoises pure noise
@@ -459,11 +460,11 @@ Result<json> PriorDrift(StageRunner& base, const StageSettings& st, uint64_t see
     double model = 0, truth = 0;
     for (int i = 0; i < per_direction; ++i) {
       const size_t j = k * static_cast<size_t>(per_direction) + static_cast<size_t>(i);
-      model += sign * Slope(Centroids(xh[0][static_cast<int64_t>(j)]).select(1, vertical));
+      model += sign * Drift(Centroids(xh[0][static_cast<int64_t>(j)]).select(1, vertical));
       const synth::Scene scene = synth::SceneFor(attrs[j], seed ^ 0xd41f7ULL, j);
       VF_ASSIGN_OR_RETURN(Video gt,
                           synth::Render(scene, spec.frames, spec.height, spec.width, spec.fps));
-      truth += sign * Slope(Centroids(VideoToTensor(gt)).select(1, vertical));
+      truth += sign * Drift(Centroids(VideoToTensor(gt)).select(1, vertical));
     }
     model /= per_direction;
     truth /= per_direction;

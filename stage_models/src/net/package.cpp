@@ -219,12 +219,11 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
     auto a = UNetConfig::FromJson(config.at("architecture"));
     if (!a.ok()) return corrupt(a.status().message());
     arch = *a;
-    // The output skip goes with the parameterization (like "prediction"), and the frame embedding
-    // and space-time attention with the weights: the package says.
+    // The output skip goes with the parameterization (like "prediction"), and the base's motion
+    // layers (frame embedding, space-time attention) with the weights: the package says.
     UNetConfig want = expected.net;
     CopyOutputSkip(arch, &want);
-    want.frame_embedding = arch.frame_embedding;
-    want.spacetime_attention = arch.spacetime_attention;
+    CopyMotionLayers(arch, &want);
     if (!(arch == want)) {
       return Status::InvalidArgument("package " + dir + " architecture differs from " +
                                      StageName(expected.index, expected.label) + ": " +
@@ -244,8 +243,7 @@ Result<ModelPackage> LoadPackage(const std::string& dir, const StageSpec& expect
   }
   pkg.spec.sampling.prediction = prediction;
   CopyOutputSkip(arch, &pkg.spec.net);
-  pkg.spec.net.frame_embedding = arch.frame_embedding;
-  pkg.spec.net.spacetime_attention = arch.spacetime_attention;
+  CopyMotionLayers(arch, &pkg.spec.net);
 
   const std::string wpath = (fs::path(dir) / weights_file).string();
   if (!fs::exists(wpath, ec)) {

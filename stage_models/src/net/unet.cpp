@@ -814,6 +814,15 @@ bool SameOutputSkip(const UNetConfig& a, const UNetConfig& b) {
          a.cond_prior_blend == b.cond_prior_blend;
 }
 
+void CopyMotionLayers(const UNetConfig& from, UNetConfig* to) {
+  to->frame_embedding = from.frame_embedding;
+  to->spacetime_attention = from.spacetime_attention;
+}
+
+bool SameMotionLayers(const UNetConfig& a, const UNetConfig& b) {
+  return a.frame_embedding == b.frame_embedding && a.spacetime_attention == b.spacetime_attention;
+}
+
 int64_t CountParameters(const torch::nn::Module& m) {
   int64_t n = 0;
   for (const auto& p : m.parameters(/*recurse=*/true)) n += p.numel();

@@ -623,7 +623,18 @@ struct Scorer {
   }
 };
 
-// Least-squares slope of ys over xs.
+std::vector<int64_t> EvenlySpaced(int64_t total, int64_t count) {
+  std::vector<int64_t> out;
+  count = std::min(count, total);
+  for (int64_t i = 0; i < count; ++i) {
+    out.push_back(count == 1 ? 0 : (i * (total - 1) + (count - 1) / 2) / (count - 1));
+  }
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
+}
+
+}  // namespace
+
 double Slope(const std::vector<double>& xs, const std::vector<double>& ys) {
   const double n = static_cast<double>(xs.size());
   if (xs.size() < 2) return 0;
@@ -636,18 +647,6 @@ double Slope(const std::vector<double>& xs, const std::vector<double>& ys) {
   }
   return sxx > 0 ? sxy / sxx : 0;
 }
-
-std::vector<int64_t> EvenlySpaced(int64_t total, int64_t count) {
-  std::vector<int64_t> out;
-  count = std::min(count, total);
-  for (int64_t i = 0; i < count; ++i) {
-    out.push_back(count == 1 ? 0 : (i * (total - 1) + (count - 1) / 2) / (count - 1));
-  }
-  out.erase(std::unique(out.begin(), out.end()), out.end());
-  return out;
-}
-
-}  // namespace
 
 Result<Analysis> Analyze(const Video& video) {
   VF_RETURN_NOT_OK(video.Validate());

@@ -301,26 +301,24 @@ Result<std::pair<fs::path, nlohmann::json>> LatestCheckpoint(const fs::path& run
 
 }  // namespace
 
-// The network choices that go with the weights, as in a model package: the frame embedding, and
-// the SR output parameterization (cond_skip / cond_prior_std / cond_prior_blend), which resuming
-// without --cond-prior-std keeps from the checkpoint even where the preset has moved on; the
-// architecture check in Resume() then compares the rest.
+// The network choices that go with the weights, as in a model package: the base's motion layers
+// (frame embedding, space-time attention), and the SR output parameterization (cond_skip /
+// cond_prior_std / cond_prior_blend), which resuming without --cond-prior-std keeps from the
+// checkpoint even where the preset has moved on; the architecture check in Resume() then compares
+// the rest.
 void Trainer::AdoptCheckpointNetChoices() {
   if (!opt_.resume) return;
   auto latest = LatestCheckpoint(ckpt_dir_);
   if (!latest.ok() || !latest->second.contains("architecture")) return;  // Resume() reports it
   auto arch = UNetConfig::FromJson(latest->second["architecture"]);
   if (!arch.ok()) return;
-  // The frame embedding goes with the weights too: a run started before it keeps going without.
-  if (arch->frame_embedding != spec_.net.frame_embedding) {
-    VF_LOG_INFO("stage {}: keeping the checkpoint's frame_embedding ({})", spec_.name,
-                arch->frame_embedding);
-    spec_.net.frame_embedding = arch->frame_embedding;
-  }
-  if (arch->spacetime_attention != spec_.net.spacetime_attention) {
-    VF_LOG_INFO("stage {}: keeping the checkpoint's spacetime_attention ({})", spec_.name,
-                arch->spacetime_attention);
-    spec_.net.spacetime_attention = arch->spacetime_attention;
+  // The base's motion layers go with the weights too: a run started before the frame embedding
+  // keeps going without.
+  if (!SameMotionLayers(*arch, spec_.net)) {
+    VF_LOG_INFO(
+        "stage {}: keeping the checkpoint's frame_embedding ({}) and spacetime_attention ({})",
+        spec_.name, arch->frame_embedding, arch->spacetime_attention);
+    CopyMotionLayers(*arch, &spec_.net);
   }
   if (opt_.cond_prior_std >= 0 || opt_.plain_output || spec_.kind == StageKind::kBase) return;
   if (!SameOutputSkip(*arch, spec_.net)) {

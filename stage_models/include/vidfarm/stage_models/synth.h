@@ -141,4 +141,8 @@ struct Analysis {
 };
 Result<Analysis> Analyze(const Video& video);
 
+// Least-squares slope of ys over xs (0 with fewer than two points or constant xs): how the
+// analyzer reads a track's motion, and `vidfarm eval` the drift of a base's guess.
+double Slope(const std::vector<double>& xs, const std::vector<double>& ys);
+
 }  // namespace vidfarm::synth

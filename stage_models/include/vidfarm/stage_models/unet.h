@@ -161,6 +161,10 @@ int64_t CountParameters(const torch::nn::Module& m);
 // weights, like the prediction: a package or checkpoint keeps its own whatever the preset says now.
 void CopyOutputSkip(const UNetConfig& from, UNetConfig* to);
 bool SameOutputSkip(const UNetConfig& a, const UNetConfig& b);
+// Likewise the base's motion layers (frame_embedding, spacetime_attention): they add tensors, so a
+// package or checkpoint has them or not whatever the preset says now.
+void CopyMotionLayers(const UNetConfig& from, UNetConfig* to);
+bool SameMotionLayers(const UNetConfig& a, const UNetConfig& b);
 
 // Deterministic, thread-safe initialisation from a seed, identical in every process and platform:
 // each parameter gets its own splitmix64 stream keyed by (seed, parameter name). Weights (>= 2-D):
