@@ -18,7 +18,7 @@ int RunEval(const std::vector<std::string>& args) {
   std::string device = "cpu";
   int64_t samples = o.samples, fidelity = o.fidelity_examples, sweep = o.sweep_samples,
           sweep_last = o.sweep_last_stage, steps = 0, threads = 0,
-          sensitivity = o.sensitivity_examples;
+          sensitivity = o.sensitivity_examples, true_base = o.true_base_samples;
   bool no_sweep = false, json = false;
   double guidance = -1, aug_logsnr = std::nan(""), time_power = std::nan("");
   std::string fidelity_stages, thresholding, sampler;
@@ -45,6 +45,9 @@ int RunEval(const std::vector<std::string>& args) {
       "     ground truth (about 0 means the direction word is ignored).\n"
       "     Forward passes only: --sensitivity-only --models DIR scores a training run's\n"
       "     base (DIR/base) in seconds.\n"
+      "  7. the stages above the base on a perfect base: stages 1..6 fed the ground truth\n"
+      "     of the first --true-base-samples prompts at the base's shape, read back like\n"
+      "     part 1 (what the base costs, against what the stages above it cost).\n"
       "Prompts come from --prompts (one per line) or are drawn from the caption grammar.");
   flags.String("preset", 0, &o.preset, "cascade preset");
   flags.String("models", 0, &o.models_dir,
@@ -73,6 +76,10 @@ int RunEval(const std::vector<std::string>& args) {
             "ground-truth clips for part 6, prompt sensitivity (0 = skip it)");
   flags.Bool("sensitivity-only", 0, &o.sensitivity_only,
              "run only part 6 (the base's prompt sensitivity) and write report.json");
+  flags.Int("true-base-samples", 0, &true_base,
+            "prompts for part 7, the stages above the base on ground truth (0 = skip it)");
+  flags.Bool("true-base-only", 0, &o.true_base_only,
+             "run only part 7 (the stages above the base on ground truth) and write report.json");
   flags.String("stages", 0, &fidelity_stages, "SR stages for the fidelity part, e.g. 2,3 (default: all)");
   flags.String("out", 'o', &o.out_dir, "output directory");
   flags.String("v-log", 0, &o.v_log,
@@ -94,9 +101,15 @@ int RunEval(const std::vector<std::string>& args) {
   if (sensitivity < 0 || (o.sensitivity_only && sensitivity < 1)) {
     return Fail("eval", "--sensitivity-examples must be >= 0 (>= 1 with --sensitivity-only)", 2);
   }
-  if (o.sensitivity_only && o.fidelity_only) {
-    return Fail("eval", "--sensitivity-only and --fidelity-only exclude each other", 2);
+  if (true_base < 0 || (o.true_base_only && true_base < 1)) {
+    return Fail("eval", "--true-base-samples must be >= 0 (>= 1 with --true-base-only)", 2);
   }
+  if (o.sensitivity_only + o.fidelity_only + o.true_base_only > 1) {
+    return Fail("eval", "--sensitivity-only, --fidelity-only and --true-base-only exclude each other", 2);
+  }
+  o.true_base_samples = static_cast<int>(true_base);
+  // Part 7 takes the first N prompts; alone, it draws as many as it needs.
+  if (o.true_base_only) samples = std::max(samples, true_base);
   o.sensitivity_examples = static_cast<int>(sensitivity);
   o.samples = static_cast<int>(samples);
   o.fidelity_examples = static_cast<int>(fidelity);
@@ -158,7 +171,7 @@ int RunEval(const std::vector<std::string>& args) {
   });
   if (!report.ok()) return Fail("eval", report.status().ToString());
   (*report)["command"] = command;
-  if (o.fidelity_only || o.sensitivity_only) {
+  if (o.fidelity_only || o.sensitivity_only || o.true_base_only) {
     std::error_code ec;
     fs::create_directories(o.out_dir, ec);
     std::FILE* f = std::fopen((fs::path(o.out_dir) / "report.json").string().c_str(), "w");

@@ -117,6 +117,16 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   EXPECT_EQ(j["guidance"].size(), 14u);  // 7 weights x 2 thresholdings
   EXPECT_GT(j["default_render_seconds"].get<double>(), 0.0);
   EXPECT_EQ(j["sensitivity"]["examples"], 2);
+  // Part 7: stages 1..6 on each prompt's ground truth at the base's shape. The same scenes at
+  // the last stage's shape read back as their prompts (the analyzer's ceiling).
+  const auto& tb = j["above_true_base"];
+  EXPECT_EQ(tb["n"], 2) << tb.dump();
+  EXPECT_EQ(tb["prompts"].size(), 2u);
+  for (const char* k : {"colour", "shape", "motion", "background"}) {
+    EXPECT_DOUBLE_EQ(tb["truth"][k].get<double>(), 1.0) << k << " " << tb.dump();
+    EXPECT_GE(tb[k].get<double>(), 0.0);
+    EXPECT_LE(tb[k].get<double>(), 1.0);
+  }
   // The committed training/tiny/ssr2 and ssr2-eps logs (beside models/tiny) feed it.
   const auto& ve = j["v_vs_eps"];
   EXPECT_FALSE(ve.contains("skipped")) << ve.dump();
@@ -137,6 +147,7 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   const std::string text((std::istreambuf_iterator<char>(md)), std::istreambuf_iterator<char>());
   EXPECT_NE(text.find("## 6. Prompt sensitivity of the base"), std::string::npos);
   EXPECT_NE(text.find("Prior drift: from pure noise"), std::string::npos);
+  EXPECT_NE(text.find("## 7. The stages above the base, on a perfect base"), std::string::npos);
   // A prompts file that does not exist is a clear error, and nothing is written.
   r = RunCommand(kBin + " eval --random-weights --prompts /nonexistent/p.txt --out " +
                  ShellQuote(dir.path() + "/e2"));
@@ -181,6 +192,14 @@ TEST(CliEval, SensitivityOnlyScoresTheShippedBase) {
     EXPECT_LT(std::abs(d["model"].get<double>()), 3.0) << name;
   }
   r = RunCommand(kBin + " eval --sensitivity-only --sensitivity-examples 0 --out " +
+                 ShellQuote(dir.path() + "/none"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_FALSE(fs::exists(dir.path() + "/none"));
+  r = RunCommand(kBin + " eval --sensitivity-only --true-base-only --out " +
+                 ShellQuote(dir.path() + "/none"));
+  EXPECT_EQ(r.code, 2) << r.out;
+  EXPECT_NE(r.out.find("exclude each other"), std::string::npos) << r.out;
+  r = RunCommand(kBin + " eval --true-base-only --true-base-samples 0 --out " +
                  ShellQuote(dir.path() + "/none"));
   EXPECT_EQ(r.code, 2) << r.out;
   EXPECT_FALSE(fs::exists(dir.path() + "/none"));

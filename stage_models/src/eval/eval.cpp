@@ -29,6 +29,7 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 
 constexpr uint64_t kFidelitySalt = 0xf1de11e7ULL;
+constexpr uint64_t kTruthBaseSalt = 0x7b0a5e11ULL;
 constexpr int kContactSheets = 3;  // prompts whose every stage is shown
 constexpr int64_t kBatch = 4;      // prompts per stage call
 
@@ -69,12 +70,17 @@ struct ChainResult {
   double seconds = 0;
 };
 
-// Runs stages 0..last for every prompt, kBatch prompts per call; prompt i uses keyed noise sample
-// i of `seed`. Keeps every stage's output of the first `keep` prompts.
+// Runs stages first..last for every prompt, kBatch prompts per call; prompt i uses keyed noise
+// sample i of `seed`. With first > 0, inputs[i] is prompt i's input to stage `first`. Keeps every
+// stage's output of the first `keep` prompts.
 Result<ChainResult> RunChain(Cascade& cascade, const std::vector<std::string>& prompts,
                              uint64_t seed, int last, const std::vector<StageSettings>& settings,
                              int keep, const std::function<void(const std::string&)>& progress,
-                             const std::string& what) {
+                             const std::string& what, int first = 0,
+                             const std::vector<Video>& inputs = {}) {
+  if (first > 0 && inputs.size() != prompts.size()) {
+    return Status::InvalidArgument("RunChain: one input per prompt is needed after stage 0");
+  }
   ChainResult r;
   r.per_stage.resize(std::min<size_t>(keep, prompts.size()));
   const auto start = Clock::now();
@@ -82,7 +88,8 @@ Result<ChainResult> RunChain(Cascade& cascade, const std::vector<std::string>& p
   for (int64_t b0 = 0; b0 < n; b0 += kBatch) {
     const int64_t len = std::min(kBatch, n - b0);
     std::vector<Video> current;
-    for (int k = 0; k <= last; ++k) {
+    if (first > 0) current.assign(inputs.begin() + b0, inputs.begin() + b0 + len);
+    for (int k = first; k <= last; ++k) {
       StageRequest req;
       req.prompts.assign(prompts.begin() + b0, prompts.begin() + b0 + len);
       for (int64_t i = 0; i < len; ++i) req.sample_indices.push_back(b0 + i);
@@ -272,6 +279,55 @@ Result<json> DenoisingCurve(Cascade& cascade, int k, const std::vector<std::stri
     curve.push_back({{"logsnr", levels[l]}, {"psnr", model[l] / n}, {"noisy_psnr", noisy[l] / n}});
   }
   return curve;
+}
+
+// 7: stages 1..last fed each prompt's ground truth at the base's shape (the scene SceneFor draws
+// for its attributes): the alignment and consistency the stages above the base give a perfect
+// base. "truth" scores the same scenes rendered at the last stage's shape (the analyzer's own
+// ceiling). Prompts outside the grammar are skipped.
+Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all_prompts,
+                           const EvalOptions& o, int last,
+                           const std::vector<StageSettings>& settings,
+                           const std::function<void(const std::string&)>& progress) {
+  json r = {{"n", 0}};
+  if (last < 1) return r;
+  const StageSpec& base = cascade.stage(0).spec();
+  const StageSpec& top = cascade.stage(last).spec();
+  std::vector<std::string> prompts;
+  std::vector<Video> inputs;
+  AlignmentScore truth;
+  for (const std::string& p : all_prompts) {
+    if (static_cast<int>(prompts.size()) >= o.true_base_samples) break;
+    auto a = synth::ParseCaption(p);
+    if (!a.ok()) continue;
+    const synth::Scene scene = synth::SceneFor(*a, o.seed ^ kTruthBaseSalt, prompts.size());
+    VF_ASSIGN_OR_RETURN(Video in, synth::Render(scene, base.frames, base.height, base.width, base.fps));
+    VF_ASSIGN_OR_RETURN(Video gt, synth::Render(scene, top.frames, top.height, top.width, top.fps));
+    VF_RETURN_NOT_OK(Score(p, gt, &truth, false));
+    prompts.push_back(p);
+    inputs.push_back(std::move(in));
+  }
+  if (prompts.empty()) return r;
+  VF_ASSIGN_OR_RETURN(ChainResult c, RunChain(cascade, prompts, o.seed, last, settings, 0, progress,
+                                              "above a true base", /*first=*/1, inputs));
+  AlignmentScore s;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    VF_RETURN_NOT_OK(Score(prompts[i], c.finals[i], &s, /*detail=*/true));
+  }
+  if (progress) {
+    progress(fmt::format("above a true base: colour {:.1f}%, shape {:.1f}%, motion {:.1f}% on {} prompts",
+                         100 * AlignmentScore::Rate(s.colour, s.n),
+                         100 * AlignmentScore::Rate(s.shape, s.n),
+                         100 * AlignmentScore::Rate(s.motion, s.n), s.n));
+  }
+  r = s.Summary();
+  r["temporal_consistency"] = s.n > 0 ? s.consistency_sum / s.n : 0.0;
+  r["confusion"] = {{"motion", s.motions.ToJson()}, {"shape_kind", s.shapes.ToJson()}};
+  r["prompts"] = s.per_prompt;
+  r["truth"] = truth.Summary();
+  r["truth"]["temporal_consistency"] = truth.n > 0 ? truth.consistency_sum / truth.n : 0.0;
+  r["seconds"] = c.seconds;
+  return r;
 }
 
 Result<json> Fidelity(Cascade& cascade, const EvalOptions& o,
@@ -894,6 +950,27 @@ std::string Markdown(const json& r) {
       md += "\n";
     }
   }
+  if (r.contains("above_true_base") && r["above_true_base"]["n"].get<int>() > 0) {
+    const json& t = r["above_true_base"];
+    const json& a = r["alignment"];
+    md += "## 7. The stages above the base, on a perfect base\n\n";
+    md += fmt::format(
+        "Stages 1 and up fed the ground truth of {} of the prompts at the base's shape instead of "
+        "the base's sample (same seed), read back by the analyzer; \"ground truth\" is the same "
+        "scenes rendered at the last stage's shape.\n\n"
+        "| input to stage 1 | colour | shape | motion | background | all four | temporal "
+        "consistency |\n|---|---|---|---|---|---|---|\n",
+        t["n"].get<int>());
+    auto row = [&](const char* name, const json& x, double tc) {
+      md += fmt::format("| {} | {} | {} | {} | {} | {} | {} |\n", name, Pct(x["colour"]),
+                        Pct(x["shape"]), Pct(x["motion"]), Pct(x["background"]),
+                        Pct(x["all_attributes"]), Pct(tc));
+    };
+    row("the base's sample (part 1, all prompts)", a, r["temporal_consistency"].get<double>());
+    row("ground truth at the base's shape", t, t["temporal_consistency"].get<double>());
+    row("ground truth (no model)", t["truth"], t["truth"]["temporal_consistency"].get<double>());
+    md += "\n";
+  }
   md += "Contact sheets (one row per stage): ";
   for (int i = 0; i < r["contact_sheets"].get<int>(); ++i) {
     md += fmt::format("[{}](contact_{}.png) ", i, i);
@@ -941,7 +1018,8 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   co.preset = o.preset;
   co.models_dir = o.models_dir;
   // Stages a part does not use may be untrained.
-  co.allow_random_weights = o.random_weights || o.fidelity_only || o.sensitivity_only;
+  co.allow_random_weights =
+      o.random_weights || o.fidelity_only || o.sensitivity_only || o.true_base_only;
   co.force_random_weights = o.random_weights;
   if (o.sensitivity_only) co.last_stage = 0;  // part 6 uses the base alone
   co.runner = o.runner;
@@ -971,6 +1049,11 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   if (ov.time_power) r["time_power_override"] = *ov.time_power;
   if (o.sensitivity_only) {
     VF_ASSIGN_OR_RETURN(r["sensitivity"], PromptSensitivity(*cascade, o, progress));
+    return r;
+  }
+  if (o.true_base_only) {
+    VF_ASSIGN_OR_RETURN(r["above_true_base"],
+                        AboveTrueBase(*cascade, prompts, o, last, settings, progress));
     return r;
   }
   if (o.fidelity_only) {
@@ -1059,6 +1142,12 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   // 6: does the base's denoising read the prompt's words?
   if (o.sensitivity_examples > 0) {
     VF_ASSIGN_OR_RETURN(r["sensitivity"], PromptSensitivity(*cascade, o, progress));
+  }
+
+  // 7: the stages above the base on a perfect base.
+  if (o.true_base_samples > 0) {
+    VF_ASSIGN_OR_RETURN(r["above_true_base"],
+                        AboveTrueBase(*cascade, prompts, o, last, settings, progress));
   }
 
   // Targets of the issue, judged on what was measured here.

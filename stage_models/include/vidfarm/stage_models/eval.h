@@ -51,6 +51,10 @@ struct EvalOptions {
   // captions (0 = skip). With sensitivity_only, the report holds only it and the settings.
   int sensitivity_examples = 48;
   bool sensitivity_only = false;
+  // Part 7: stages 1..last on the ground truth at the base's shape for the first N prompts (0 =
+  // skip): what the stages above the base make of a perfect base.
+  int true_base_samples = 8;
+  bool true_base_only = false;  // only part 7; the report holds it and the settings
   std::string out_dir = "eval";
   uint64_t seed = 1;             // prompts, scenes and sampling seeds
   // loss.csv of the v and the ε training run of one SSR stage (with eval_psnr rows). Empty or
