@@ -124,6 +124,7 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   EXPECT_EQ(tb["prompts"].size(), 2u);
   for (const char* k : {"colour", "shape", "motion", "background"}) {
     EXPECT_DOUBLE_EQ(tb["truth"][k].get<double>(), 1.0) << k << " " << tb.dump();
+    EXPECT_GE(tb["naive"][k].get<double>(), 0.0) << k;
     EXPECT_GE(tb[k].get<double>(), 0.0);
     EXPECT_LE(tb[k].get<double>(), 1.0);
   }

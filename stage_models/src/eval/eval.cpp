@@ -283,8 +283,9 @@ Result<json> DenoisingCurve(Cascade& cascade, int k, const std::vector<std::stri
 
 // 7: stages 1..last fed each prompt's ground truth at the base's shape (the scene SceneFor draws
 // for its attributes): the alignment and consistency the stages above the base give a perfect
-// base. "truth" scores the same scenes rendered at the last stage's shape (the analyzer's own
-// ceiling). Prompts outside the grammar are skipped.
+// base. "naive" scores that input upsampled without a model (linear blend, bilinear), "truth" the
+// same scenes rendered at the last stage's shape (the analyzer's own ceiling). Prompts outside
+// the grammar are skipped.
 Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all_prompts,
                            const EvalOptions& o, int last,
                            const std::vector<StageSettings>& settings,
@@ -295,7 +296,7 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
   const StageSpec& top = cascade.stage(last).spec();
   std::vector<std::string> prompts;
   std::vector<Video> inputs;
-  AlignmentScore truth;
+  AlignmentScore truth, naive;
   for (const std::string& p : all_prompts) {
     if (static_cast<int>(prompts.size()) >= o.true_base_samples) break;
     auto a = synth::ParseCaption(p);
@@ -304,6 +305,13 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
     VF_ASSIGN_OR_RETURN(Video in, synth::Render(scene, base.frames, base.height, base.width, base.fps));
     VF_ASSIGN_OR_RETURN(Video gt, synth::Render(scene, top.frames, top.height, top.width, top.fps));
     VF_RETURN_NOT_OK(Score(p, gt, &truth, false));
+    // No model: the base-shaped truth blended linearly in time and resized bilinearly.
+    const int factor = static_cast<int>(top.frames / base.frames);
+    torch::Tensor up = VideoToTensor(in);
+    if (factor > 1) up = UpsampleFrames(up, factor, TemporalUpsample::kBlend);
+    up = ResizeVideo(up, top.height, top.width).clamp(-1, 1);
+    VF_ASSIGN_OR_RETURN(Video nv, TensorToVideo(up, top.fps));
+    VF_RETURN_NOT_OK(Score(p, nv, &naive, false));
     prompts.push_back(p);
     inputs.push_back(std::move(in));
   }
@@ -326,6 +334,8 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
   r["prompts"] = s.per_prompt;
   r["truth"] = truth.Summary();
   r["truth"]["temporal_consistency"] = truth.n > 0 ? truth.consistency_sum / truth.n : 0.0;
+  r["naive"] = naive.Summary();
+  r["naive"]["temporal_consistency"] = naive.n > 0 ? naive.consistency_sum / naive.n : 0.0;
   r["seconds"] = c.seconds;
   return r;
 }
@@ -956,8 +966,9 @@ std::string Markdown(const json& r) {
     md += "## 7. The stages above the base, on a perfect base\n\n";
     md += fmt::format(
         "Stages 1 and up fed the ground truth of {} of the prompts at the base's shape instead of "
-        "the base's sample (same seed), read back by the analyzer; \"ground truth\" is the same "
-        "scenes rendered at the last stage's shape.\n\n"
+        "the base's sample (same seed), read back by the analyzer; \"no model\" upsamples that "
+        "input to the last stage's shape without any stage; \"ground truth\" is the same scenes "
+        "rendered at the last stage's shape.\n\n"
         "| input to stage 1 | colour | shape | motion | background | all four | temporal "
         "consistency |\n|---|---|---|---|---|---|---|\n",
         t["n"].get<int>());
@@ -968,6 +979,10 @@ std::string Markdown(const json& r) {
     };
     row("the base's sample (part 1, all prompts)", a, r["temporal_consistency"].get<double>());
     row("ground truth at the base's shape", t, t["temporal_consistency"].get<double>());
+    if (t.contains("naive")) {
+      row("the same, no model: linear blend in time, bilinear in space", t["naive"],
+          t["naive"]["temporal_consistency"].get<double>());
+    }
     row("ground truth (no model)", t["truth"], t["truth"]["temporal_consistency"].get<double>());
     md += "\n";
   }
