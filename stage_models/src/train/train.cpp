@@ -14,6 +14,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <tuple>
 
 #include "vidfarm/common/hash.h"
 #include "vidfarm/common/log.h"
@@ -160,17 +161,15 @@ Status Trainer::Init() {
     spec_.net.cond_skip = o.cond_prior_std == 0;  // 0: the older −σ·cond offset
     if (o.cond_prior_std == 0) spec_.net.cond_prior_blend = 0;
   }
-  if (o.frame_embedding >= 0) {
+  // The base's motion layers: -1 keeps the preset's choice, 0/1 sets it (A/B runs).
+  for (auto [choice, flag, field] :
+       {std::tuple{o.frame_embedding, "--frame-embedding", &spec_.net.frame_embedding},
+        std::tuple{o.spacetime_attention, "--spacetime-attention", &spec_.net.spacetime_attention}}) {
+    if (choice < 0) continue;
     if (spec_.kind != StageKind::kBase) {
-      return Status::InvalidArgument("--frame-embedding is for the base stage only");
+      return Status::InvalidArgument(fmt::format("{} is for the base stage only", flag));
     }
-    spec_.net.frame_embedding = o.frame_embedding == 1;
-  }
-  if (o.spacetime_attention >= 0) {
-    if (spec_.kind != StageKind::kBase) {
-      return Status::InvalidArgument("--spacetime-attention is for the base stage only");
-    }
-    spec_.net.spacetime_attention = o.spacetime_attention == 1;
+    *field = choice == 1;
   }
   if (o.plain_output && o.cond_prior_std >= 0) {
     return Status::InvalidArgument("--plain-output and --cond-prior-std exclude each other");
