@@ -31,6 +31,7 @@ using Clock = std::chrono::steady_clock;
 constexpr uint64_t kFidelitySalt = 0xf1de11e7ULL;
 constexpr uint64_t kTruthBaseSalt = 0x7b0a5e11ULL;
 constexpr int kContactSheets = 3;  // prompts whose every stage is shown
+constexpr size_t kTrueBaseSheets = 2;  // the same for part 7
 constexpr int64_t kBatch = 4;      // prompts per stage call
 
 double Seconds(Clock::time_point since) {
@@ -295,7 +296,7 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
   const StageSpec& base = cascade.stage(0).spec();
   const StageSpec& top = cascade.stage(last).spec();
   std::vector<std::string> prompts;
-  std::vector<Video> inputs;
+  std::vector<Video> inputs, truths;
   AlignmentScore truth, naive;
   for (const std::string& p : all_prompts) {
     if (static_cast<int>(prompts.size()) >= o.true_base_samples) break;
@@ -314,10 +315,28 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
     VF_RETURN_NOT_OK(Score(p, nv, &naive, false));
     prompts.push_back(p);
     inputs.push_back(std::move(in));
+    if (truths.size() < kTrueBaseSheets) truths.push_back(std::move(gt));
   }
   if (prompts.empty()) return r;
-  VF_ASSIGN_OR_RETURN(ChainResult c, RunChain(cascade, prompts, o.seed, last, settings, 0, progress,
-                                              "above a true base", /*first=*/1, inputs));
+  VF_ASSIGN_OR_RETURN(ChainResult c,
+                      RunChain(cascade, prompts, o.seed, last, settings, static_cast<int>(kTrueBaseSheets), progress,
+                               "above a true base", /*first=*/1, inputs));
+  // A look at the first prompts: the input, every stage's output, the truth at the last shape.
+  int sheets = 0;
+  for (size_t i = 0; i < c.per_stage.size() && !o.out_dir.empty(); ++i, ++sheets) {
+    std::vector<std::vector<Video>> rows = {{inputs[i]}};
+    std::vector<std::string> labels = {"0 truth"};
+    for (size_t k = 0; k < c.per_stage[i].size(); ++k) {
+      rows.push_back({c.per_stage[i][k]});
+      labels.push_back(fmt::format("{} {}", k + 1, cascade.stage(static_cast<int>(k) + 1).spec().name));
+    }
+    rows.push_back({truths[i]});
+    labels.push_back("truth");
+    ContactSheetOptions co;
+    co.title = "\"" + prompts[i] + "\" from a ground-truth base";
+    VF_ASSIGN_OR_RETURN(Video sheet, ContactSheet(rows, labels, co));
+    VF_RETURN_NOT_OK(SavePlotPng(sheet, (fs::path(o.out_dir) / fmt::format("true_base_{}.png", i)).string()));
+  }
   AlignmentScore s;
   for (size_t i = 0; i < prompts.size(); ++i) {
     VF_RETURN_NOT_OK(Score(prompts[i], c.finals[i], &s, /*detail=*/true));
@@ -334,6 +353,7 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
   r["prompts"] = s.per_prompt;
   r["truth"] = truth.Summary();
   r["truth"]["temporal_consistency"] = truth.n > 0 ? truth.consistency_sum / truth.n : 0.0;
+  r["contact_sheets"] = sheets;
   r["naive"] = naive.Summary();
   r["naive"]["temporal_consistency"] = naive.n > 0 ? naive.consistency_sum / naive.n : 0.0;
   r["seconds"] = c.seconds;
@@ -985,6 +1005,10 @@ std::string Markdown(const json& r) {
     }
     row("ground truth (no model)", t["truth"], t["truth"]["temporal_consistency"].get<double>());
     md += "\n";
+    for (int i = 0; i < t.value("contact_sheets", 0); ++i) {
+      md += fmt::format("![from a ground-truth base](true_base_{}.png) ", i);
+    }
+    md += "\n\n";
   }
   md += "Contact sheets (one row per stage): ";
   for (int i = 0; i < r["contact_sheets"].get<int>(); ++i) {
