@@ -105,7 +105,8 @@ int RunEval(const std::vector<std::string>& args) {
     return Fail("eval", "--true-base-samples must be >= 0 (>= 1 with --true-base-only)", 2);
   }
   if (o.sensitivity_only + o.fidelity_only + o.true_base_only > 1) {
-    return Fail("eval", "--sensitivity-only, --fidelity-only and --true-base-only exclude each other", 2);
+    return Fail("eval",
+                "--sensitivity-only, --fidelity-only and --true-base-only exclude each other", 2);
   }
   o.true_base_samples = static_cast<int>(true_base);
   // Part 7 takes the first N prompts; alone, it draws as many as it needs.

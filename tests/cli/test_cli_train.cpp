@@ -140,8 +140,8 @@ TEST(CliEval, TwoPromptsWriteTheReportAndFigures) {
   ASSERT_TRUE(ve["v_skip"].is_object()) << ve.dump();
   EXPECT_FALSE(ve["v_skip"]["curve"].empty());
   for (const char* f : {"report.md", "alignment.png", "confusion_colour.png", "fidelity.png",
-                        "guidance_alignment.png", "contact_0.png", "contact_1.png",
-                        "videos/00.mp4", "true_base_0.png", "true_base_1.png"}) {
+                        "guidance_alignment.png", "contact_0.png", "contact_1.png", "videos/00.mp4",
+                        "true_base_0.png", "true_base_1.png"}) {
     EXPECT_TRUE(fs::exists(out + "/" + f)) << f;
   }
   std::ifstream md(out + "/report.md");

@@ -303,7 +303,8 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
     auto a = synth::ParseCaption(p);
     if (!a.ok()) continue;
     const synth::Scene scene = synth::SceneFor(*a, o.seed ^ kTruthBaseSalt, prompts.size());
-    VF_ASSIGN_OR_RETURN(Video in, synth::Render(scene, base.frames, base.height, base.width, base.fps));
+    VF_ASSIGN_OR_RETURN(Video in,
+                        synth::Render(scene, base.frames, base.height, base.width, base.fps));
     VF_ASSIGN_OR_RETURN(Video gt, synth::Render(scene, top.frames, top.height, top.width, top.fps));
     VF_RETURN_NOT_OK(Score(p, gt, &truth, false));
     // No model: the base-shaped truth blended linearly in time and resized bilinearly.
@@ -318,34 +319,36 @@ Result<json> AboveTrueBase(Cascade& cascade, const std::vector<std::string>& all
     if (truths.size() < kTrueBaseSheets) truths.push_back(std::move(gt));
   }
   if (prompts.empty()) return r;
-  VF_ASSIGN_OR_RETURN(ChainResult c,
-                      RunChain(cascade, prompts, o.seed, last, settings, static_cast<int>(kTrueBaseSheets), progress,
-                               "above a true base", /*first=*/1, inputs));
+  VF_ASSIGN_OR_RETURN(ChainResult c, RunChain(cascade, prompts, o.seed, last, settings,
+                                              static_cast<int>(kTrueBaseSheets), progress,
+                                              "above a true base", /*first=*/1, inputs));
   // A look at the first prompts: the input, every stage's output, the truth at the last shape.
   int sheets = 0;
   for (size_t i = 0; i < c.per_stage.size() && !o.out_dir.empty(); ++i, ++sheets) {
     std::vector<std::vector<Video>> rows = {{inputs[i]}};
-    std::vector<std::string> labels = {"0 truth"};
+    std::vector<std::string> labels = {"input"};
     for (size_t k = 0; k < c.per_stage[i].size(); ++k) {
       rows.push_back({c.per_stage[i][k]});
-      labels.push_back(fmt::format("{} {}", k + 1, cascade.stage(static_cast<int>(k) + 1).spec().name));
+      labels.push_back(
+          fmt::format("{} {}", k + 1, cascade.stage(static_cast<int>(k) + 1).spec().name));
     }
     rows.push_back({truths[i]});
     labels.push_back("truth");
     ContactSheetOptions co;
     co.title = "\"" + prompts[i] + "\" from a ground-truth base";
     VF_ASSIGN_OR_RETURN(Video sheet, ContactSheet(rows, labels, co));
-    VF_RETURN_NOT_OK(SavePlotPng(sheet, (fs::path(o.out_dir) / fmt::format("true_base_{}.png", i)).string()));
+    VF_RETURN_NOT_OK(
+        SavePlotPng(sheet, (fs::path(o.out_dir) / fmt::format("true_base_{}.png", i)).string()));
   }
   AlignmentScore s;
   for (size_t i = 0; i < prompts.size(); ++i) {
     VF_RETURN_NOT_OK(Score(prompts[i], c.finals[i], &s, /*detail=*/true));
   }
   if (progress) {
-    progress(fmt::format("above a true base: colour {:.1f}%, shape {:.1f}%, motion {:.1f}% on {} prompts",
-                         100 * AlignmentScore::Rate(s.colour, s.n),
-                         100 * AlignmentScore::Rate(s.shape, s.n),
-                         100 * AlignmentScore::Rate(s.motion, s.n), s.n));
+    progress(fmt::format(
+        "above a true base: colour {:.1f}%, shape {:.1f}%, motion {:.1f}% on {} prompts",
+        100 * AlignmentScore::Rate(s.colour, s.n), 100 * AlignmentScore::Rate(s.shape, s.n),
+        100 * AlignmentScore::Rate(s.motion, s.n), s.n));
   }
   r = s.Summary();
   r["temporal_consistency"] = s.n > 0 ? s.consistency_sum / s.n : 0.0;

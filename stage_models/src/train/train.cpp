@@ -164,7 +164,8 @@ Status Trainer::Init() {
   // The base's motion layers: -1 keeps the preset's choice, 0/1 sets it (A/B runs).
   for (auto [choice, flag, field] :
        {std::tuple{o.frame_embedding, "--frame-embedding", &spec_.net.frame_embedding},
-        std::tuple{o.spacetime_attention, "--spacetime-attention", &spec_.net.spacetime_attention}}) {
+        std::tuple{o.spacetime_attention, "--spacetime-attention",
+                   &spec_.net.spacetime_attention}}) {
     if (choice < 0) continue;
     if (spec_.kind != StageKind::kBase) {
       return Status::InvalidArgument(fmt::format("{} is for the base stage only", flag));
