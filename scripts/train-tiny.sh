@@ -57,7 +57,7 @@ plan=(
   # base-st: the base from step 0 with the frame embedding, space-time attention
   # (UNetConfig::spacetime_attention) and rate 1e-3, the recipe that made a base read "left" and
   # "right" in the README's A/B (left/right-only data, 2400 steps: 22 of 24 renders the named way).
-  # Started 2026-12-07 on one core of the 2-core CPU (0.36-0.46 steps/s beside a second run); its
+  # Started 2026-12-07 on one core of the 2-core CPU (0.36-0.53 steps/s beside other work); its
   # checkpoints are committed in training/tiny/base-st/, so rerunning the row continues it.
   "base-st   -     0  19000  16  1e-3  --image-fraction 0.2 --frame-embedding on --spacetime-attention on --lr-decay-from 13085"
   "tsr1      tsr1  1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
