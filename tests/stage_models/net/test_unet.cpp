@@ -419,8 +419,9 @@ TEST(UNet, FrameEmbeddingBreaksTheReversalSymmetryAndStartsAsANoOp) {
   torch::NoGradGuard ng;
   auto with = MakeNet(SmallBase(true)), without = MakeNet(SmallBase(false));
   auto in = MakeInputs(SmallBase(true), 2, 4, 8, 8);
-  // At init the frame embedding is zero: the grown network computes what the other one does.
-  EXPECT_TRUE(torch::equal(with->forward(in), without->forward(in)));
+  // At init the frame embedding is zero: the grown network computes what the other one does (to
+  // float rounding: on some CPUs the two networks' kernels sum in another order).
+  EXPECT_LT((with->forward(in) - without->forward(in)).abs().max().item<double>(), 1e-5);
   // Once it has learned something, the frames' order matters.
   for (auto& p : with->named_parameters()) {
     if (p.key().rfind("frame_embed.", 0) == 0) p.value().normal_(0, 0.5);

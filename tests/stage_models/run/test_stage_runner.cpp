@@ -101,7 +101,10 @@ TEST_F(StageRunnerTest, BatchRowEqualsSingleSampleWithSameIndex) {
   single.seed = 3;
   auto one = runner->Run(single, s);
   ASSERT_TRUE(one.ok());
-  EXPECT_TRUE(torch::allclose(AsTensor((*both)[1]), AsTensor(one->front()), 1e-4, 1e-5));
+  // Outputs are fp16 values: a float difference in the last bits between the batched and the
+  // single run can round to the neighbouring half, 2^-11 apart below 1 and 2^-10 at 1.
+  const double diff = (AsTensor((*both)[1]) - AsTensor(one->front())).abs().max().item<double>();
+  EXPECT_LE(diff, 1.0 / 1024) << diff;
 }
 
 TEST_F(StageRunnerTest, ResumeFromCheckpointIsBitIdentical) {
