@@ -14,7 +14,7 @@ build_dir="${BUILD_DIR:-$root/build}"
 packages=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev libopenblas0-pthread
-  libzmq3-dev cppzmq-dev librocksdb-dev
+  libzmq3-dev cppzmq-dev librocksdb-dev libjemalloc-dev
   libavcodec-dev libavformat-dev libavutil-dev libswscale-dev ffmpeg
   libfmt-dev libboost-dev nlohmann-json3-dev libgtest-dev
 )

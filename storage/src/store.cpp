@@ -18,6 +18,7 @@
 #include "vidfarm/common/crc32.h"
 #include "vidfarm/common/hash.h"
 #include "vidfarm/common/log.h"
+#include "vidfarm/common/thread_name.h"
 #include "vidfarm/common/sha256.h"
 
 namespace vidfarm::storage {
@@ -32,7 +33,10 @@ constexpr const char* kEventsCf = "events";
 constexpr const char* kMetaCf = "meta";
 constexpr const char* kSchemaKey = "schema_version";
 constexpr const char* kMaxSubmitSeqKey = "max_submit_seq";
-constexpr int kManifestVersion = 1;
+// Manifest v2 checks the whole blob with CRC32C; v1 (databases written before) with SHA-256,
+// which is still read. CRC32C costs a quarter of SHA-256 here and a single-chunk blob (every tiny
+// video) reuses its chunk's CRC, so a stage's RESULT no longer spends a hash on its video.
+constexpr int kManifestVersion = 2;
 constexpr size_t kChunkHeaderBytes = 4;  // little-endian CRC32C of the chunk bytes
 
 // The one place rocksdb::Status becomes vidfarm::Status.
@@ -97,7 +101,8 @@ struct Manifest {
   uint64_t size = 0;
   uint64_t chunks = 0;
   uint64_t chunk_bytes = 0;
-  std::string sha256;
+  uint32_t crc32c = 0;  // of the whole blob (v2)
+  std::string sha256;   // of the whole blob (v1 manifests only)
 };
 
 std::string EncodeManifest(const Manifest& m) {
@@ -105,7 +110,7 @@ std::string EncodeManifest(const Manifest& m) {
             {"size", m.size},
             {"chunks", m.chunks},
             {"chunk_bytes", m.chunk_bytes},
-            {"sha256", m.sha256}};
+            {"crc32c", m.crc32c}};
   return j.dump();
 }
 
@@ -123,15 +128,21 @@ Result<Manifest> DecodeManifest(std::string_view bytes, const std::string& key) 
   };
   uint64_t v = 0;
   Manifest m;
-  if (!u64("v", &v) || v != kManifestVersion) return bad("unknown version");
+  if (!u64("v", &v) || v < 1 || v > kManifestVersion) return bad("unknown version");
   if (!u64("size", &m.size) || !u64("chunks", &m.chunks) || !u64("chunk_bytes", &m.chunk_bytes)) {
     return bad("missing size, chunks or chunk_bytes");
   }
-  auto sha = j.find("sha256");
-  if (sha == j.end() || !sha->is_string() || sha->get_ref<const std::string&>().size() != 64) {
-    return bad("missing sha256");
+  if (v == 1) {
+    auto sha = j.find("sha256");
+    if (sha == j.end() || !sha->is_string() || sha->get_ref<const std::string&>().size() != 64) {
+      return bad("missing sha256");
+    }
+    m.sha256 = sha->get<std::string>();
+  } else {
+    uint64_t crc = 0;
+    if (!u64("crc32c", &crc) || crc > UINT32_MAX) return bad("missing crc32c");
+    m.crc32c = static_cast<uint32_t>(crc);
   }
-  m.sha256 = sha->get<std::string>();
   if (m.chunk_bytes == 0 || m.chunks > kMaxBlobChunks) return bad("impossible chunk layout");
   if (m.chunks != (m.size + m.chunk_bytes - 1) / m.chunk_bytes)
     return bad("size and chunks disagree");
@@ -180,6 +191,7 @@ void WriteTxn::PutJob(const JobRecord& job) {
     return Fail(Status::InvalidArgument(fmt::format("job id '{}' is empty or has a '/'", job.id)));
   }
   jobs_.emplace_back(job.id, EncodeJob(job));
+  bytes_ += jobs_.back().first.size() + jobs_.back().second.size();
   max_submit_seq_ = std::max(max_submit_seq_, job.submit_seq);
 }
 
@@ -193,6 +205,7 @@ void WriteTxn::PutTask(const TaskRecord& task) {
                                                     task.stage, task.job_id, kMaxStages)));
   }
   tasks_.emplace_back(TaskKey(task.job_id, task.stage), EncodeTask(task));
+  bytes_ += tasks_.back().first.size() + tasks_.back().second.size();
 }
 
 Status WriteTxn::PutBlob(const std::string& key, std::string_view bytes) {
@@ -221,7 +234,6 @@ Status WriteTxn::PutBlob(const std::string& key, std::string_view bytes) {
     return status_;
   }
   try {
-    m.sha256 = Sha256Hex(bytes.data(), bytes.size());
     BlobOp op;
     op.key = key;
     op.size = m.size;
@@ -229,12 +241,15 @@ Status WriteTxn::PutBlob(const std::string& key, std::string_view bytes) {
     for (uint64_t i = 0; i < m.chunks; ++i) {
       std::string_view piece = bytes.substr(i * m.chunk_bytes, m.chunk_bytes);
       uint32_t crc = Crc32c(piece.data(), piece.size());
-      std::string v(kChunkHeaderBytes + piece.size(), '\0');
-      for (size_t b = 0; b < kChunkHeaderBytes; ++b) v[b] = static_cast<char>(crc >> (8 * b));
-      std::copy(piece.begin(), piece.end(), v.begin() + kChunkHeaderBytes);
+      m.crc32c = i == 0 ? crc : Crc32c(piece.data(), piece.size(), m.crc32c);
+      std::string v;
+      v.reserve(kChunkHeaderBytes + piece.size());
+      for (size_t b = 0; b < kChunkHeaderBytes; ++b) v.push_back(static_cast<char>(crc >> (8 * b)));
+      v.append(piece);
       op.chunks.push_back(std::move(v));
     }
     op.manifest = EncodeManifest(m);
+    bytes_ += op.manifest.size() + m.size + m.chunks * (kChunkHeaderBytes + key.size() + 8);
     blobs_.push_back(std::move(op));
   } catch (const std::bad_alloc&) {
     Fail(Status::ResourceExhausted(fmt::format("out of memory staging blob '{}'", key)));
@@ -247,10 +262,14 @@ void WriteTxn::DeleteBlob(const std::string& key) {
   BlobOp op;
   op.key = key;
   op.is_delete = true;
+  bytes_ += key.size();
   blobs_.push_back(std::move(op));
 }
 
+size_t WriteTxn::ByteSize() const { return bytes_; }
+
 void WriteTxn::AppendEvent(std::string job_id, std::string type, nlohmann::json data) {
+  bytes_ += job_id.size() + type.size() + 64;  // the data's size is known once encoded
   events_.push_back({std::move(job_id), std::move(type), std::move(data)});
 }
 
@@ -289,7 +308,15 @@ Store::Store(StoreOptions options, std::unique_ptr<Rocks> rocks)
                static_cast<uint64_t>(clock_->NowMicros());
 }
 
-Store::~Store() = default;
+Store::~Store() {
+  if (!writer_.joinable()) return;
+  {
+    std::lock_guard<std::mutex> lock(queue_mu_);
+    writer_stop_ = true;  // the writer empties the queue first
+  }
+  queue_cv_.notify_all();
+  writer_.join();
+}
 
 Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
   namespace fs = std::filesystem;
@@ -351,6 +378,7 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
 
     std::unique_ptr<Store> store(new Store(options, std::move(rocks)));
     VF_RETURN_NOT_OK(store->LoadMeta());
+    if (options.async_commit) store->writer_ = std::thread([s = store.get()] { s->WriterMain(); });
     VF_LOG_INFO("storage: opened {} (last event {}, next submit seq {})", options.path,
                 store->last_event_seq_.load(), store->next_submit_seq_.load());
     return store;
@@ -435,9 +463,72 @@ Result<uint64_t> Store::StoredChunkCount(const std::string& key) const {
 Status Store::Commit(WriteTxn&& txn, bool sync) {
   if (!txn.status_.ok()) return txn.status_;
   if (txn.empty()) return Status::OK();
+  if (writer_.joinable()) {
+    std::unique_lock<std::mutex> lock(queue_mu_);
+    if (!sync) {
+      const size_t bytes = txn.ByteSize();
+      done_cv_.wait(lock, [&] {
+        return !writer_status_.ok() || queue_.empty() ||
+               queued_bytes_ + bytes <= options_.max_queued_bytes;
+      });
+      if (!writer_status_.ok()) return writer_status_;
+      queued_bytes_ += bytes;
+      queue_.push_back(std::move(txn));
+      ++queued_;
+      queue_cv_.notify_one();
+      return Status::OK();
+    }
+    const uint64_t target = queued_;
+    done_cv_.wait(lock, [&] { return written_ >= target; });
+    if (!writer_status_.ok()) return writer_status_;
+  }
+  return Write(txn, sync);
+}
+
+void Store::WriterMain() {
+  NameThisThread("vf-store-writer");
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  for (;;) {
+    queue_cv_.wait(lock, [&] { return writer_stop_ || !queue_.empty(); });
+    if (queue_.empty()) return;  // stopping, and everything queued is written
+    WriteTxn txn = std::move(queue_.front());
+    queue_.pop_front();
+    const size_t bytes = txn.ByteSize();
+    const bool failed = !writer_status_.ok();
+    lock.unlock();
+    Status st = failed ? Status::OK() : Write(txn, /*sync=*/false);
+    txn = WriteTxn();  // free the staged bytes outside the lock
+    lock.lock();
+    if (!st.ok()) {
+      VF_LOG_ERROR(
+          "storage: a queued commit failed ({}); every later commit fails until the store is "
+          "reopened",
+          st.ToString());
+      writer_status_ = std::move(st);
+    }
+    queued_bytes_ -= bytes;
+    ++written_;
+    done_cv_.notify_all();
+  }
+}
+
+Status Store::WaitForWrites() const {
+  if (!writer_.joinable()) return Status::OK();
+  std::unique_lock<std::mutex> lock(queue_mu_);
+  const uint64_t target = queued_;
+  done_cv_.wait(lock, [&] { return written_ >= target; });
+  return writer_status_;
+}
+
+uint64_t Store::last_event_seq() const {
+  (void)WaitForWrites();
+  return last_event_seq_.load();
+}
+
+Status Store::Write(WriteTxn& txn, bool sync) {
   try {
     std::lock_guard<std::mutex> lock(commit_mu_);
-    rocksdb::WriteBatch batch;
+    rocksdb::WriteBatch batch(txn.ByteSize() + 1024);
     auto put = [&](rocksdb::ColumnFamilyHandle* cf, const std::string& k, const std::string& v) {
       return FromRocks(batch.Put(cf, k, v), "storage: building batch");
     };
@@ -518,6 +609,7 @@ Status Store::Commit(WriteTxn&& txn, bool sync) {
 }
 
 Status Store::Sync() {
+  VF_RETURN_NOT_OK(WaitForWrites());
   try {
     Status st = FromRocks(rocks_->db->FlushWAL(/*sync=*/true), "storage: syncing the log");
     if (!st.ok()) VF_LOG_ERROR("{}", st.ToString());
@@ -528,6 +620,7 @@ Status Store::Sync() {
 }
 
 Result<JobRecord> Store::GetJob(const std::string& id) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   std::string v;
   rocksdb::Status s = rocks_->db->Get(rocksdb::ReadOptions(), rocks_->jobs, id, &v);
   if (s.IsNotFound()) return Status::NotFound(fmt::format("job '{}' not found", id));
@@ -538,6 +631,7 @@ Result<JobRecord> Store::GetJob(const std::string& id) const {
 }
 
 Result<TaskRecord> Store::GetTask(const std::string& job_id, int stage) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   std::string v, key = TaskKey(job_id, stage);
   rocksdb::Status s = rocks_->db->Get(rocksdb::ReadOptions(), rocks_->tasks, key, &v);
   if (s.IsNotFound()) return Status::NotFound(fmt::format("task '{}' not found", key));
@@ -548,6 +642,7 @@ Result<TaskRecord> Store::GetTask(const std::string& job_id, int stage) const {
 }
 
 Result<std::vector<TaskRecord>> Store::GetTasks(const std::string& job_id) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   std::vector<TaskRecord> out;
   std::string prefix = job_id + "/";
   std::unique_ptr<rocksdb::Iterator> it(
@@ -563,6 +658,7 @@ Result<std::vector<TaskRecord>> Store::GetTasks(const std::string& job_id) const
 }
 
 Status Store::ForEachJob(const std::function<bool(const JobRecord&)>& fn) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_->db->NewIterator(rocksdb::ReadOptions(), rocks_->jobs));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -574,6 +670,7 @@ Status Store::ForEachJob(const std::function<bool(const JobRecord&)>& fn) const 
 }
 
 Status Store::ForEachTask(const std::function<bool(const TaskRecord&)>& fn) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   std::unique_ptr<rocksdb::Iterator> it(
       rocks_->db->NewIterator(rocksdb::ReadOptions(), rocks_->tasks));
   for (it->SeekToFirst(); it->Valid(); it->Next()) {
@@ -586,6 +683,7 @@ Status Store::ForEachTask(const std::function<bool(const TaskRecord&)>& fn) cons
 }
 
 Result<std::string> Store::GetBlob(const std::string& key) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   try {
     rocksdb::PinnableSlice v;
     rocksdb::Status s =
@@ -595,6 +693,7 @@ Result<std::string> Store::GetBlob(const std::string& key) const {
     VF_ASSIGN_OR_RETURN(Manifest m, DecodeManifest(std::string_view(v.data(), v.size()), key));
     std::string out;
     out.reserve(m.size);
+    uint32_t whole = 0;  // CRC32C of the blob so far (v2)
     for (uint64_t i = 0; i < m.chunks; ++i) {
       v.Reset();
       s = rocks_->db->Get(rocksdb::ReadOptions(), rocks_->blobs, ChunkKey(key, i), &v);
@@ -617,11 +716,12 @@ Result<std::string> Store::GetBlob(const std::string& key) const {
             fmt::format("blob '{}': chunk {} checksum mismatch (crc32c {:08x}, stored {:08x})", key,
                         i, actual, stored));
       }
+      if (m.sha256.empty()) whole = i == 0 ? actual : Crc32c(p + kChunkHeaderBytes, want, whole);
       out.append(v.data() + kChunkHeaderBytes, want);
     }
-    if (Sha256Hex(out.data(), out.size()) != m.sha256) {
-      return Status::Corruption(
-          fmt::format("blob '{}': sha256 of the whole blob does not match", key));
+    if (m.sha256.empty() ? whole != m.crc32c : Sha256Hex(out.data(), out.size()) != m.sha256) {
+      return Status::Corruption(fmt::format("blob '{}': checksum ({}) of the whole blob does not match",
+                                            key, m.sha256.empty() ? "crc32c" : "sha256"));
     }
     return out;
   } catch (const std::bad_alloc&) {
@@ -632,6 +732,7 @@ Result<std::string> Store::GetBlob(const std::string& key) const {
 }
 
 Result<bool> Store::HasBlob(const std::string& key) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   rocksdb::PinnableSlice v;
   rocksdb::Status s = rocks_->db->Get(rocksdb::ReadOptions(), rocks_->blobs, ManifestKey(key), &v);
   if (s.IsNotFound()) return false;
@@ -640,6 +741,7 @@ Result<bool> Store::HasBlob(const std::string& key) const {
 }
 
 Status Store::ReadEvents(uint64_t after_seq, size_t max, std::vector<Event>* out) const {
+  (void)WaitForWrites();  // async_commit: see every commit made before this read
   out->clear();
   if (max == 0 || after_seq == UINT64_MAX) return Status::OK();
   std::unique_ptr<rocksdb::Iterator> it(
@@ -703,6 +805,7 @@ Status Store::CheckSpaceForNewJob() const {
 }
 
 Status Store::Flush() {
+  VF_RETURN_NOT_OK(WaitForWrites());
   rocksdb::FlushOptions fo;
   fo.wait = true;
   std::vector<rocksdb::ColumnFamilyHandle*> cfs = {rocks_->jobs, rocks_->tasks, rocks_->blobs,

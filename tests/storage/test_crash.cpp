@@ -54,6 +54,7 @@ TEST(StorageCrashChild, DISABLED_Run) {
   o.path = dir;
   o.blob_chunk_bytes = 256;
   o.buffer_wal = std::getenv("VF_CRASH_BUFFER_WAL") != nullptr;
+  o.async_commit = std::getenv("VF_CRASH_ASYNC") != nullptr;
   auto store = Store::Open(o);
   if (!store.ok()) _exit(3);
   int limit = std::atoi(k), fd = std::atoi(ack);
@@ -71,7 +72,7 @@ TEST(StorageCrashChild, DISABLED_Run) {
 
 // Starts the child; returns its pid and the read end of the ack pipe.
 pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd, int group = 0,
-                 bool buffer_wal = false) {
+                 bool buffer_wal = false, bool async_commit = false) {
   int fds[2];
   EXPECT_EQ(pipe(fds), 0);
   pid_t pid = fork();
@@ -84,6 +85,7 @@ pid_t SpawnChild(const std::string& dir, int k, int* ack_read_fd, int group = 0,
     setenv("VF_CRASH_ACK_FD", std::to_string(fds[1]).c_str(), 1);
     if (group > 0) setenv("VF_CRASH_GROUP", std::to_string(group).c_str(), 1);
     if (buffer_wal) setenv("VF_CRASH_BUFFER_WAL", "1", 1);
+    if (async_commit) setenv("VF_CRASH_ASYNC", "1", 1);
     // exec, so the child is a clean process (no inherited RocksDB threads or locks).
     execl("/proc/self/exe", "test_storage", "--gtest_filter=StorageCrashChild.DISABLED_Run",
           "--gtest_also_run_disabled_tests", static_cast<char*>(nullptr));
@@ -148,10 +150,10 @@ TEST(StorageCrash, ChildKilledAfterKCommitsLeavesExactlyK) {
 // A child commits until killed (group = 0: every commit synced; else one Sync per `group`
 // unsynced commits); the kill lands anywhere, possibly inside a commit or a Sync. Every commit the
 // child acknowledged (after its sync) is there, and what is there is a whole prefix.
-void KillMidStreamAndCheck(int group, bool buffer_wal = false) {
+void KillMidStreamAndCheck(int group, bool buffer_wal = false, bool async_commit = false) {
   TempDir dir;
   int ack = -1;
-  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack, group, buffer_wal);
+  pid_t pid = SpawnChild(dir.db(), /*k=*/0, &ack, group, buffer_wal, async_commit);
   ASSERT_GT(pid, 0);
   int acks = 0;
   char c;
@@ -182,6 +184,11 @@ TEST(StorageCrash, GroupCommitChildKilledMidStreamLeavesAWholePrefixWithEverySyn
 // The coordinator's setting under group commit: unsynced commits wait in RocksDB's WAL buffer.
 TEST(StorageCrash, BufferedWalChildKilledMidStreamLeavesAWholePrefixWithEverySyncedCommit) {
   KillMidStreamAndCheck(5, /*buffer_wal=*/true);
+}
+
+// The coordinator's setting now: the same, with the writes on the store's writer thread.
+TEST(StorageCrash, AsyncCommitChildKilledMidStreamLeavesAWholePrefixWithEverySyncedCommit) {
+  KillMidStreamAndCheck(5, /*buffer_wal=*/true, /*async_commit=*/true);
 }
 
 // What buffer_wal changes: a process killed after unsynced commits leaves them in the page cache

@@ -4,6 +4,8 @@
 #include <thread>
 
 #include "storage_test_util.h"
+#include "vidfarm/common/crc32.h"
+#include "vidfarm/common/sha256.h"
 #include "vidfarm/storage/store.h"
 
 namespace vidfarm::storage {
@@ -354,7 +356,7 @@ TEST_F(StoreTest, CorruptChunkIsReportedNotCrashed) {
     std::string chunk = raw.Get("blobs", "k#000002");
     chunk[100] ^= 0x01;  // one flipped bit in the payload
     raw.Put("blobs", "k#000002", chunk);
-    // Swapped chunks each pass their CRC; only the whole-blob sha256 catches it.
+    // Swapped chunks each pass their CRC; only the whole-blob checksum catches it.
     std::string c0 = raw.Get("blobs", "k2#000000"), c1 = raw.Get("blobs", "k2#000001");
     raw.Put("blobs", "k2#000000", c1);
     raw.Put("blobs", "k2#000001", c0);
@@ -369,7 +371,9 @@ TEST_F(StoreTest, CorruptChunkIsReportedNotCrashed) {
   EXPECT_NE(bad.status().message().find("chunk 2"), std::string::npos) << bad.status().message();
   auto swapped = store->GetBlob("k2");
   ASSERT_TRUE(swapped.status().IsCorruption()) << swapped.status().ToString();
-  EXPECT_NE(swapped.status().message().find("sha256"), std::string::npos);
+  EXPECT_NE(swapped.status().message().find("checksum (crc32c) of the whole blob"),
+            std::string::npos)
+      << swapped.status().message();
   auto missing = store->GetBlob("k3");
   ASSERT_TRUE(missing.status().IsCorruption()) << missing.status().ToString();
   EXPECT_NE(missing.status().message().find("chunk 4"), std::string::npos);
@@ -382,6 +386,127 @@ TEST_F(StoreTest, CorruptChunkIsReportedNotCrashed) {
   store.reset();
   RawDb raw(dir_.db());
   for (auto& key : raw.Keys("blobs")) EXPECT_NE(key.rfind("k4#", 0), 0u) << key;
+}
+
+// async_commit: Commit returns once queued; every read, Sync and the destructor see or write
+// every commit queued before them, in order (dense event seqs), also when the queue's byte bound
+// makes Commit wait for the writer.
+TEST_F(StoreTest, AsyncCommitsAreReadBackInOrderAndWrittenAtClose) {
+  StoreOptions o = Options();
+  o.async_commit = true;
+  o.buffer_wal = true;
+  o.max_queued_bytes = 4096;  // a few transactions at a time
+  std::string id;
+  {
+    auto store = OpenOrDie(o);
+    ASSERT_TRUE(store);
+    JobRecord job = MakeJob(*store);
+    id = job.id;
+    for (int i = 1; i <= 200; ++i) {
+      WriteTxn txn = store->NewTxn();
+      job.updated_us = i;
+      txn.PutJob(job);
+      ASSERT_TRUE(txn.PutBlob("b", std::string(1000, static_cast<char>(i))).ok());
+      txn.AppendEvent(id, "progress", {{"i", i}});
+      ASSERT_TRUE(store->Commit(std::move(txn), /*sync=*/false).ok());
+      if (i == 100) {
+        auto got = store->GetJob(id);  // right after the Commit: the read waits for it
+        ASSERT_TRUE(got.ok()) << got.status().ToString();
+        EXPECT_EQ(got->updated_us, 100);
+        EXPECT_EQ(store->last_event_seq(), 100u);
+        auto blob = store->GetBlob("b");
+        ASSERT_TRUE(blob.ok());
+        EXPECT_EQ(*blob, std::string(1000, static_cast<char>(100)));
+      }
+    }
+    ASSERT_TRUE(store->Sync().ok());
+    for (int i = 201; i <= 210; ++i) {  // queued, not synced: the destructor writes them
+      WriteTxn txn = store->NewTxn();
+      job.updated_us = i;
+      txn.PutJob(job);
+      txn.AppendEvent(id, "progress", {{"i", i}});
+      ASSERT_TRUE(store->Commit(std::move(txn), /*sync=*/false).ok());
+    }
+  }
+  auto store = Open();
+  ASSERT_TRUE(store);
+  auto got = store->GetJob(id);
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->updated_us, 210);
+  std::vector<Event> events;
+  ASSERT_TRUE(store->ReadEvents(0, 1000, &events).ok());
+  ASSERT_EQ(events.size(), 210u);
+  for (int i = 0; i < 210; ++i) {
+    EXPECT_EQ(events[i].seq, static_cast<uint64_t>(i + 1));
+    EXPECT_EQ(events[i].data["i"], i + 1);
+  }
+  EXPECT_EQ(*store->GetBlob("b"), std::string(1000, static_cast<char>(200)));
+}
+
+// A queued commit that fails to write (here a blob over the store's limit, staged in a
+// transaction made with a larger one) fails the next Sync and every later Commit; reads go on.
+TEST_F(StoreTest, AFailedAsyncCommitFailsEveryLaterCommitAndSync) {
+  StoreOptions o = Options();
+  o.async_commit = true;
+  o.max_blob_bytes = 1000;
+  auto store = OpenOrDie(o);
+  ASSERT_TRUE(store);
+  JobRecord job = MakeJob(*store);
+  WriteTxn ok = store->NewTxn();
+  ok.PutJob(job);
+  ASSERT_TRUE(store->Commit(std::move(ok), /*sync=*/false).ok());
+  WriteTxn big(/*blob_chunk_bytes=*/1024, /*max_blob_bytes=*/1 << 20);
+  ASSERT_TRUE(big.PutBlob("big", std::string(5000, 'x')).ok());
+  ASSERT_TRUE(store->Commit(std::move(big), /*sync=*/false).ok());  // only queued
+  Status st = store->Sync();
+  ASSERT_TRUE(st.IsInvalidArgument()) << st.ToString();
+  EXPECT_NE(st.message().find("max_blob_bytes"), std::string::npos) << st.message();
+  for (bool sync : {false, true}) {
+    WriteTxn later = store->NewTxn();
+    job.updated_us = 3;
+    later.PutJob(job);
+    EXPECT_TRUE(store->Commit(std::move(later), sync).IsInvalidArgument());
+  }
+  auto got = store->GetJob(job.id);  // written before the failure
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_EQ(got->updated_us, job.created_us);
+  EXPECT_TRUE(store->GetBlob("big").status().IsNotFound());
+}
+
+// Databases written before manifest v2 check a blob with SHA-256; they still read, and a
+// mismatch is still caught.
+TEST_F(StoreTest, VersionOneManifestsWithSha256StillRead) {
+  StoreOptions o = Options();
+  o.blob_chunk_bytes = 1024;
+  const std::string data = RandomBytes(3000, 4);
+  {
+    auto store = OpenOrDie(o);
+    ASSERT_TRUE(store);
+    WriteTxn txn = store->NewTxn();
+    ASSERT_TRUE(txn.PutBlob("old", data).ok());
+    ASSERT_TRUE(txn.PutBlob("old-bad", data).ok());
+    ASSERT_TRUE(store->Commit(std::move(txn)).ok());
+  }
+  {
+    RawDb raw(dir_.db());
+    const nlohmann::json v2 = nlohmann::json::parse(raw.Get("blobs", "old#m"));
+    EXPECT_EQ(v2.at("v"), 2);
+    EXPECT_EQ(v2.at("crc32c").get<uint32_t>(), Crc32c(data.data(), data.size()));
+    nlohmann::json v1 = {{"v", 1}, {"size", 3000}, {"chunks", 3}, {"chunk_bytes", 1024},
+                         {"sha256", Sha256Hex(data.data(), data.size())}};
+    raw.Put("blobs", "old#m", v1.dump());
+    v1["sha256"] = Sha256Hex(data.data(), data.size() - 1);
+    raw.Put("blobs", "old-bad#m", v1.dump());
+  }
+  auto store = OpenOrDie(o);
+  ASSERT_TRUE(store);
+  auto got = store->GetBlob("old");
+  ASSERT_TRUE(got.ok()) << got.status().ToString();
+  EXPECT_TRUE(*got == data);
+  auto bad = store->GetBlob("old-bad");
+  ASSERT_TRUE(bad.status().IsCorruption()) << bad.status().ToString();
+  EXPECT_NE(bad.status().message().find("checksum (sha256)"), std::string::npos)
+      << bad.status().message();
 }
 
 TEST_F(StoreTest, GarbageJobAndTaskValuesAreCorruption) {

@@ -18,13 +18,16 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <vector>
 
 #include "vidfarm/common/status.h"
@@ -68,6 +71,17 @@ struct StoreOptions {
   // with the process, not only with the machine. A synced Commit and closing the store write
   // the buffer too.
   bool buffer_wal = false;
+  // Default: false. When true, an unsynced Commit only queues the transaction for a writer thread
+  // of the store's own, which writes the queued transactions (RocksDB's memtables and log) one
+  // by one in commit order, and returns; a read, a synced Commit, Sync() and Flush() first wait
+  // for every commit queued before them. The caller's thread no longer spends the write's time.
+  // A queued commit that fails to write (an I/O error, a full disk) fails every later Commit and
+  // Sync with its error: the caller has gone on as if it were stored, so only reopening the
+  // store returns to a state that matches the database (what the last Sync covered). For group
+  // commit, which reveals nothing before the Sync that covers it.
+  bool async_commit = false;
+  // Default: 256 MiB. With async_commit, a Commit waits while the queued transactions hold more.
+  size_t max_queued_bytes = 256ull << 20;
 };
 
 // Collects one atomic transition; nothing is written until Store::Commit. Get one from
@@ -90,6 +104,8 @@ class WriteTxn {
 
   bool empty() const;
   const Status& status() const { return status_; }
+  // Bytes of keys and values staged so far (blob chunks included).
+  size_t ByteSize() const;
 
  private:
   friend class Store;
@@ -115,6 +131,7 @@ class WriteTxn {
   std::vector<BlobOp> blobs_;
   std::vector<PendingEvent> events_;
   uint64_t max_submit_seq_ = 0;
+  size_t bytes_ = 0;
 };
 
 class Store {
@@ -143,14 +160,15 @@ class Store {
   // Tasks by job (submission order), then stage. Return false to stop.
   Status ForEachTask(const std::function<bool(const TaskRecord&)>& fn) const;
 
-  // Verifies every chunk's CRC32C and the whole blob's SHA-256: Corruption naming the key (and
-  // chunk) on mismatch; NotFound when there is no such blob.
+  // Verifies every chunk's CRC32C and the whole blob's checksum (CRC32C; SHA-256 in manifests
+  // written before v2): Corruption naming the key (and chunk) on mismatch; NotFound when there is
+  // no such blob.
   Result<std::string> GetBlob(const std::string& key) const;
   Result<bool> HasBlob(const std::string& key) const;
 
   // Clears *out, then appends up to max events with seq > after_seq, in order.
   Status ReadEvents(uint64_t after_seq, size_t max, std::vector<Event>* out) const;
-  uint64_t last_event_seq() const { return last_event_seq_.load(); }
+  uint64_t last_event_seq() const;
 
   // Strictly increasing, also across restarts (continues after the largest committed submit_seq).
   uint64_t NextSubmitSeq();
@@ -177,6 +195,12 @@ class Store {
   Store(StoreOptions options, std::unique_ptr<Rocks> rocks);
   Status LoadMeta();
   Result<uint64_t> StoredChunkCount(const std::string& key) const;
+  // Builds and writes one transaction's batch (under commit_mu_).
+  Status Write(WriteTxn& txn, bool sync);
+  // async_commit: the writer thread's loop, and waiting for it.
+  void WriterMain();
+  // Waits until every commit queued so far is written; the first failed write's error, if any.
+  Status WaitForWrites() const;
 
   StoreOptions options_;
   std::shared_ptr<Clock> clock_;
@@ -187,6 +211,18 @@ class Store {
   uint64_t persisted_max_submit_seq_ = 0;  // Guarded by commit_mu_.
   std::mutex rng_mu_;
   uint64_t rng_state_ = 0;  // Guarded by rng_mu_.
+
+  // async_commit's queue; everything below is guarded by queue_mu_.
+  mutable std::mutex queue_mu_;
+  mutable std::condition_variable queue_cv_;  // the writer: work or stop
+  mutable std::condition_variable done_cv_;   // waiters: a transaction written, or room
+  std::deque<WriteTxn> queue_;
+  size_t queued_bytes_ = 0;
+  uint64_t queued_ = 0;   // transactions ever queued
+  uint64_t written_ = 0;  // of those, written (or dropped after a failure)
+  bool writer_stop_ = false;
+  Status writer_status_;  // the first failed write
+  std::thread writer_;
 };
 
 }  // namespace vidfarm::storage
