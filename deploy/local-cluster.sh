@@ -34,13 +34,8 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-# The coordinator runs on jemalloc when it is installed (Debian: libjemalloc2): its loop spends
-# about a quarter less CPU per task than on glibc's malloc (`vidfarm bench dispatch` under
-# LD_PRELOAD). Workers stay on glibc's, which LibTorch runs faster on. JEMALLOC= turns it off.
-jemalloc="${JEMALLOC-/usr/lib/x86_64-linux-gnu/libjemalloc.so.2}"
-coord_env=()
-[[ -n "$jemalloc" && -r "$jemalloc" ]] && coord_env=(env "LD_PRELOAD=$jemalloc")
-"${coord_env[@]}" "$bin" coordinator --db "$dir/db" --preset "$preset" \
+# (The binary itself runs on jemalloc when it was built with it: see the README's farm benchmarks.)
+"$bin" coordinator --db "$dir/db" --preset "$preset" \
   --listen "tcp://127.0.0.1:$port_workers" --api "tcp://127.0.0.1:$port_api" \
   --http "127.0.0.1:$port_http" >"$dir/logs/coordinator.log" 2>&1 &
 pids+=($!)

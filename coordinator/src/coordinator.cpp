@@ -307,7 +307,8 @@ class Coordinator::Impl {
   int64_t sync_elapsed_us_ = 0;
   int sync_fd_ = -1;
   uint64_t commits_ = 0, syncs_ = 0;
-  int64_t commit_us_ = 0, sync_us_ = 0;  // time in store writes (the loop) and WAL syncs
+  // Time in Store::Commit on the loop (with group commit only queuing) and in WAL syncs.
+  int64_t commit_us_ = 0, sync_us_ = 0;
   // The loop's wall time waiting in poll for something to do, and the rest (working); how close
   // the coordinator is to saturation.
   int64_t loop_wait_us_ = 0, loop_busy_us_ = 0;
