@@ -27,6 +27,15 @@ class StoreTest : public ::testing::Test {
     return o;
   }
   std::unique_ptr<Store> Open() { return OpenOrDie(Options()); }
+  // Opens a store with `o`, commits `data` under each key in one transaction, and closes it.
+  void CommitBlobs(const StoreOptions& o, const std::string& data,
+                   std::initializer_list<const char*> keys) {
+    auto store = OpenOrDie(o);
+    ASSERT_TRUE(store);
+    WriteTxn txn = store->NewTxn();
+    for (const char* k : keys) ASSERT_TRUE(txn.PutBlob(k, data).ok());
+    ASSERT_TRUE(store->Commit(std::move(txn)).ok());
+  }
 
   TempDir dir_;
   std::shared_ptr<FakeClock> clock_ = std::make_shared<FakeClock>();
@@ -341,16 +350,7 @@ TEST_F(StoreTest, CorruptChunkIsReportedNotCrashed) {
   StoreOptions o = Options();
   o.blob_chunk_bytes = 1024;
   const std::string data = RandomBytes(5000, 9);
-  {
-    auto store = OpenOrDie(o);
-    ASSERT_TRUE(store);
-    WriteTxn txn = store->NewTxn();
-    ASSERT_TRUE(txn.PutBlob("k", data).ok());
-    ASSERT_TRUE(txn.PutBlob("k2", data).ok());
-    ASSERT_TRUE(txn.PutBlob("k3", data).ok());
-    ASSERT_TRUE(txn.PutBlob("k4", data).ok());
-    ASSERT_TRUE(store->Commit(std::move(txn)).ok());
-  }
+  CommitBlobs(o, data, {"k", "k2", "k3", "k4"});
   {
     RawDb raw(dir_.db());
     std::string chunk = raw.Get("blobs", "k#000002");
@@ -479,14 +479,7 @@ TEST_F(StoreTest, VersionOneManifestsWithSha256StillRead) {
   StoreOptions o = Options();
   o.blob_chunk_bytes = 1024;
   const std::string data = RandomBytes(3000, 4);
-  {
-    auto store = OpenOrDie(o);
-    ASSERT_TRUE(store);
-    WriteTxn txn = store->NewTxn();
-    ASSERT_TRUE(txn.PutBlob("old", data).ok());
-    ASSERT_TRUE(txn.PutBlob("old-bad", data).ok());
-    ASSERT_TRUE(store->Commit(std::move(txn)).ok());
-  }
+  CommitBlobs(o, data, {"old", "old-bad"});
   {
     RawDb raw(dir_.db());
     const nlohmann::json v2 = nlohmann::json::parse(raw.Get("blobs", "old#m"));
