@@ -18,8 +18,8 @@
 #include "vidfarm/common/crc32.h"
 #include "vidfarm/common/hash.h"
 #include "vidfarm/common/log.h"
-#include "vidfarm/common/thread_name.h"
 #include "vidfarm/common/sha256.h"
+#include "vidfarm/common/thread_name.h"
 
 namespace vidfarm::storage {
 namespace {
@@ -720,8 +720,9 @@ Result<std::string> Store::GetBlob(const std::string& key) const {
       out.append(v.data() + kChunkHeaderBytes, want);
     }
     if (m.sha256.empty() ? whole != m.crc32c : Sha256Hex(out.data(), out.size()) != m.sha256) {
-      return Status::Corruption(fmt::format("blob '{}': checksum ({}) of the whole blob does not match",
-                                            key, m.sha256.empty() ? "crc32c" : "sha256"));
+      return Status::Corruption(
+          fmt::format("blob '{}': checksum ({}) of the whole blob does not match", key,
+                      m.sha256.empty() ? "crc32c" : "sha256"));
     }
     return out;
   } catch (const std::bad_alloc&) {

@@ -485,7 +485,10 @@ TEST_F(StoreTest, VersionOneManifestsWithSha256StillRead) {
     const nlohmann::json v2 = nlohmann::json::parse(raw.Get("blobs", "old#m"));
     EXPECT_EQ(v2.at("v"), 2);
     EXPECT_EQ(v2.at("crc32c").get<uint32_t>(), Crc32c(data.data(), data.size()));
-    nlohmann::json v1 = {{"v", 1}, {"size", 3000}, {"chunks", 3}, {"chunk_bytes", 1024},
+    nlohmann::json v1 = {{"v", 1},
+                         {"size", 3000},
+                         {"chunks", 3},
+                         {"chunk_bytes", 1024},
                          {"sha256", Sha256Hex(data.data(), data.size())}};
     raw.Put("blobs", "old#m", v1.dump());
     v1["sha256"] = Sha256Hex(data.data(), data.size() - 1);
