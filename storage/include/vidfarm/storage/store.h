@@ -9,7 +9,8 @@
 //   jobs    job id -> JobRecord JSON
 //   tasks   job id + '/' + 2-digit stage, e.g. "j-000000000042-3fa2/03" -> TaskRecord JSON
 //           (so a job's tasks are adjacent, in stage order)
-//   blobs   key + "#m" -> manifest JSON {v, size, chunks, chunk_bytes, sha256 of the whole blob}
+//   blobs   key + "#m" -> manifest JSON {v, size, chunks, chunk_bytes, crc32c of the whole blob}
+//           (v 2; v 1 manifests, still read, hold the whole blob's sha256 instead)
 //           key + '#' + 6-digit chunk index, e.g. "x#000002" -> 4-byte little-endian CRC32C of
 //           the chunk bytes, then the bytes (integrated BlobDB: values of min_blob_value_bytes
 //           or more live in blob files, not in SSTs)
