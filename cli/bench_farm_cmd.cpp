@@ -219,9 +219,9 @@ Status WaitForWorkers(coordinator::Client& client, int n, int timeout_ms) {
 
 // A no-op stage worker on its own DEALER socket and thread, speaking the worker protocol without
 // a model (the cheapest client that is still the real protocol): READY → ASSIGN → RESULT with a
-// constant stage video inline + READY, as `vidfarm worker` sends an output that fits in one chunk;
-// with `chunked`, PUT of the video → PUT_ACK → RESULT + READY. It keeps what the benchmark
-// measures.
+// constant stage video inline, as `vidfarm worker` sends an output that fits in one chunk; with
+// `chunked`, PUT of the video → PUT_ACK → RESULT. The RESULT says "ready": true (the credit
+// again, no READY of its own) as the worker's does. It keeps what the benchmark measures.
 struct NoopWorker {
   struct Shared {
     std::string endpoint;
@@ -278,7 +278,7 @@ struct NoopWorker {
     int64_t ready_us = NowUs();
     int64_t next_heartbeat = ready_us + 500000;
     uint64_t seq = 0;
-    std::map<std::string, std::string> uploading;  // upload id → lease (chunked)
+    std::map<std::string, std::pair<std::string, bool>> uploading;  // upload id → lease, again
     while (!shared->stop.load()) {
       zmq::pollitem_t item{sock.handle(), 0, ZMQ_POLLIN, 0};
       zmq::poll(&item, 1, std::chrono::milliseconds(20));
@@ -301,17 +301,21 @@ struct NoopWorker {
             if (ready_us >= shared->phase_us.load())
               turnaround_us.push_back(static_cast<double>(t - ready_us));
             const std::string lease = m->header.value("lease", "");
+            // As `vidfarm worker` does: the credit comes back inside the RESULT where the ASSIGN
+            // allows it, else in a READY of its own.
+            const bool again = m->header.value("ready_in_result", false);
             for (const auto& task : m->header["tasks"]) assigned.emplace_back(task["job"], t);
             if (!shared->chunked) {
-              Send(sock, wire::Command::kResult, {{"lease", lease}, {"inline", true}},
-                   {shared->result});
+              json h = {{"lease", lease}, {"inline", true}};
+              if (again) h["ready"] = true;
+              Send(sock, wire::Command::kResult, std::move(h), {shared->result});
               shared->results.fetch_add(1);
-              Send(sock, wire::Command::kReady, ready);
+              if (!again) Send(sock, wire::Command::kReady, ready);
               ready_us = NowUs();
               break;
             }
             const std::string upload = fmt::format("noop-{}-{}", index, ++seq);
-            uploading[upload] = lease;
+            uploading[upload] = {lease, again};
             Send(sock, wire::Command::kPut,
                  {{"upload", upload}, {"offset", 0}, {"total", shared->result.size()}},
                  {shared->result});
@@ -320,10 +324,13 @@ struct NoopWorker {
           case wire::Command::kPutAck: {
             auto it = uploading.find(m->header.value("upload", ""));
             if (it == uploading.end()) break;
-            Send(sock, wire::Command::kResult, {{"lease", it->second}, {"uploads", {it->first}}});
+            json h = {{"lease", it->second.first}, {"uploads", {it->first}}};
+            if (it->second.second) h["ready"] = true;
+            Send(sock, wire::Command::kResult, std::move(h));
+            const bool again = it->second.second;
             uploading.erase(it);
             shared->results.fetch_add(1);
-            Send(sock, wire::Command::kReady, ready);
+            if (!again) Send(sock, wire::Command::kReady, ready);
             ready_us = NowUs();
             break;
           }
@@ -353,13 +360,15 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       "no-op stage-0 workers (one thread and one DEALER socket each) that answer every\n"
       "ASSIGN at once over the real protocol: a RESULT carrying a constant stage-0 video\n"
       "inline (11.5 KB of fp16 for tiny, as `vidfarm worker` sends outputs that fit in one\n"
-      "chunk), then READY; with --chunked, PUT of the video, PUT_ACK, RESULT, READY (the\n"
+      "chunk) and saying \"ready\": true (its credit again, in place of a READY, as\n"
+      "`vidfarm worker` does); with --chunked, PUT of the video, PUT_ACK, RESULT (the\n"
       "path of larger outputs). Each job is one task for them (stages 1..6 have no\n"
       "workers, so jobs stop there).\n"
       "\n"
       "Throughput: --tasks jobs submitted in SUBMITs of --batch; tasks/s = tasks / (first\n"
       "SUBMIT sent → a STATUS showing every stage-0 result stored). Its 'turnaround' is,\n"
-      "per task, a worker's READY sent → its next ASSIGN received while tasks are queued.\n"
+      "per task, a worker's credit sent (RESULT) → its next ASSIGN received while tasks\n"
+      "are queued.\n"
       "It also prints the process's CPU time per task, each thread's CPU time, how the\n"
       "machine's cores spent the run (busy, idle, stolen by the host), and how the\n"
       "coordinator's loop spent it (working, or waiting in poll for messages).\n"
@@ -499,7 +508,7 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
               static_cast<long long>(tasks), secs, static_cast<double>(tasks) / secs,
               Seconds(t0, submitted));
   std::printf(
-      "turnaround   READY sent -> ASSIGN received, under load: p50 %.2f ms, p99 %.2f ms "
+      "turnaround   credit sent -> ASSIGN received, under load: p50 %.2f ms, p99 %.2f ms "
       "(%zu samples)\n",
       Median(turn) / 1e3, Quantile(turn, 0.99) / 1e3, turn.size());
   std::printf("cpu          %s\n", cpu_line.c_str());

@@ -232,6 +232,7 @@ class Coordinator::Impl {
   // ---- worker socket ----
   void OnWorkerMessage(const std::string& id, wire::Message& m);
   void OnReady(const std::string& id, const wire::Message& m);
+  void ReadyAgain(const std::string& id);  // a RESULT with "ready": true offers the credit again
   Lease* CurrentLease(const std::string& id, const wire::Message& m);
   void OnProgress(Worker& w, const wire::Message& m);
   void OnCheckpoint(Worker& w, wire::Message& m);
@@ -774,8 +775,13 @@ void Coordinator::Impl::Dispatch(int stage) {
     w.leases.insert(lease_id);
     VF_LOG_DEBUG("coordinator: lease {} ({} task(s), stage {}) to worker {}", lease_id,
                  p.jobs.size(), stage, w.worker_id);
+    // "ready_in_result": the worker may offer its credit again inside the lease's RESULT
+    // ("ready": true) instead of a READY of its own, one message less per task.
     wire::Message m{Command::kAssign,
-                    {{"lease", lease_id}, {"stage", stage}, {"tasks", std::move(p.tasks)}},
+                    {{"lease", lease_id},
+                     {"stage", stage},
+                     {"tasks", std::move(p.tasks)},
+                     {"ready_in_result", true}},
                     {}};
     if (!Send(*wsock_, w.identity, m)) WorkerDead(w, "unreachable when sending ASSIGN");
   }
@@ -1374,8 +1380,13 @@ void Coordinator::Impl::OnWorkerMessage(const std::string& id, wire::Message& m)
       return OnProgress(w, m);
     case Command::kCheckpoint:
       return OnCheckpoint(w, m);
-    case Command::kResult:
-      return OnResult(w, m);
+    case Command::kResult: {
+      auto rf = m.header.find("ready");
+      const bool again = rf != m.header.end() && rf->is_boolean() && rf->get<bool>();
+      OnResult(w, m);
+      if (again) ReadyAgain(id);
+      return;
+    }
     case Command::kFail:
       return OnFail(w, m);
     case Command::kFetch:
@@ -1525,6 +1536,15 @@ void Coordinator::Impl::OnReady(const std::string& id, const wire::Message& m) {
     VF_LOG_INFO("coordinator: worker {} is uploading a result again; no new work", w.worker_id);
     return;
   }
+  OfferCredit(w);
+  dirty_[w.stage] = true;
+}
+
+void Coordinator::Impl::ReadyAgain(const std::string& id) {
+  auto it = workers_.find(id);
+  if (it == workers_.end() || it->second.dead) return;
+  Worker& w = it->second;
+  if (w.quarantined || AwaitingReupload(w)) return;
   OfferCredit(w);
   dirty_[w.stage] = true;
 }

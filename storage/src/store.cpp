@@ -463,25 +463,21 @@ Result<uint64_t> Store::StoredChunkCount(const std::string& key) const {
 Status Store::Commit(WriteTxn&& txn, bool sync) {
   if (!txn.status_.ok()) return txn.status_;
   if (txn.empty()) return Status::OK();
-  if (writer_.joinable()) {
+  if (writer_.joinable() && !sync) {
     std::unique_lock<std::mutex> lock(queue_mu_);
-    if (!sync) {
-      const size_t bytes = txn.ByteSize();
-      done_cv_.wait(lock, [&] {
-        return !writer_status_.ok() || queue_.empty() ||
-               queued_bytes_ + bytes <= options_.max_queued_bytes;
-      });
-      if (!writer_status_.ok()) return writer_status_;
-      queued_bytes_ += bytes;
-      queue_.push_back(std::move(txn));
-      ++queued_;
-      queue_cv_.notify_one();
-      return Status::OK();
-    }
-    const uint64_t target = queued_;
-    done_cv_.wait(lock, [&] { return written_ >= target; });
+    const size_t bytes = txn.ByteSize();
+    done_cv_.wait(lock, [&] {
+      return !writer_status_.ok() || queue_.empty() ||
+             queued_bytes_ + bytes <= options_.max_queued_bytes;
+    });
     if (!writer_status_.ok()) return writer_status_;
+    queued_bytes_ += bytes;
+    queue_.push_back(std::move(txn));
+    ++queued_;
+    queue_cv_.notify_one();
+    return Status::OK();
   }
+  VF_RETURN_NOT_OK(WaitForWrites());  // a synced commit goes after every queued one
   return Write(txn, sync);
 }
 

@@ -562,6 +562,46 @@ TEST(Coordinator, InlineCheckpointAndResultAreStoredLikeUploads) {
   EXPECT_EQ(next->Fetch(b.header["tasks"][0]["input_blob"]), out);
 }
 
+// ASSIGN says "ready_in_result": a RESULT with "ready": true offers the worker's credit again (the
+// next ASSIGN comes without a READY); one without it does not; a stale RESULT with it still does.
+TEST(Coordinator, ResultSayingReadyOffersTheCreditAgain) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto ids = farm.Submit({Spec("a"), Spec("b"), Spec("c"), Spec("d")});
+  auto w = farm.Worker(0);
+  w->Ready();
+  wire::Message a;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &a));
+  EXPECT_EQ(a.header["ready_in_result"], true);
+  w->Send(Command::kResult, {{"lease", a.header["lease"]}, {"inline", true}, {"ready", true}},
+          {StageBytes(0, 0.2f)});
+  wire::Message b;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &b));
+  EXPECT_NE(b.header["lease"], a.header["lease"]);
+  w->Send(Command::kResult, {{"lease", b.header["lease"]}, {"inline", true}},
+          {StageBytes(0, 0.2f)});
+  EXPECT_TRUE(w->ExpectSilence(300));  // no credit offered: no work
+  farm.WaitStagesDone(ids[1], 1, 3000);
+  w->Ready();
+  wire::Message c;
+  ASSERT_TRUE(w->Expect(Command::kAssign, &c));
+  // A duplicate RESULT of a finished lease is refused as stale; its "ready" still counts.
+  w->Send(Command::kResult, {{"lease", c.header["lease"]}, {"inline", true}, {"ready", true}},
+          {StageBytes(0, 0.2f)});
+  ASSERT_TRUE(w->Expect(Command::kAssign, &b));
+  w->Send(Command::kResult, {{"lease", c.header["lease"]}, {"inline", true}, {"ready", true}},
+          {StageBytes(0, 0.2f)});
+  wire::Message err;
+  ASSERT_TRUE(w->Expect(Command::kError, &err));
+  EXPECT_EQ(err.header["code"], "stale_lease");
+  // A "ready" that is not a boolean is ignored, not a crash.
+  w->Send(Command::kResult, {{"lease", b.header["lease"]}, {"inline", true}, {"ready", "yes"}},
+          {StageBytes(0, 0.2f)});
+  EXPECT_TRUE(w->ExpectSilence(300));
+  for (const auto& id : ids) farm.WaitStagesDone(id, 1, 3000);
+  for (const auto& id : ids) EXPECT_EQ(farm.Job(id)["tasks"][0]["state"], "done") << id;
+}
+
 TEST(Coordinator, StaleAndDuplicateResultsAreDropped) {
   Farm farm;
   ASSERT_TRUE(farm.Start());

@@ -124,6 +124,8 @@ struct Lease {
   std::map<std::string, Download> downloads;  // by blob id
   bool computing = false;
   bool computed = false;  // the result is queued for upload
+  bool ready_in_result = false;  // the coordinator takes "ready": true in the RESULT (ASSIGN says)
+  bool readied = false;          // the RESULT sent said "ready": true
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
   std::deque<UploadGroup> uploads;
   std::optional<std::pair<int, int>> progress;  // (step, steps) not yet sent
@@ -710,6 +712,8 @@ void Worker::Impl::HandleAssign(const Message& m) {
   Lease& l = leases_.emplace_back();
   l.id = *lease_id;
   l.gen = ++next_gen_;
+  if (auto f = m.header.find("ready_in_result"); f != m.header.end() && f->is_boolean())
+    l.ready_in_result = f->get<bool>();
   auto parse = [&]() -> Status {
     auto stage = wire::GetInt(m, "stage");
     if (stage.ok() && *stage != opt.stage) {
@@ -967,8 +971,9 @@ void Worker::Impl::PumpUploads() {
       ++i;
       continue;
     }
+    const bool readied = leases_[i].readied;
     leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
-    SendReady();
+    if (!readied) SendReady();
   }
 }
 
@@ -981,6 +986,7 @@ bool Worker::Impl::PumpUploadsOf(Lease& l) {
       m.command = g.result ? Command::kResult : Command::kCheckpoint;
       m.header = {{"lease", l.id}, {"inline", true}};
       if (!g.result) m.header["step"] = g.step;
+      if (g.result && l.ready_in_result) m.header["ready"] = true;
       for (const Upload& u : g.uploads) m.payload.push_back(u.data);
       if (g.result) FlushProgress(l, /*force=*/true);
       if (!SendMessage(m)) return false;  // refused by a full queue: the next pump sends it again
@@ -1022,8 +1028,11 @@ bool Worker::Impl::PumpUploadsOf(Lease& l) {
     }
     if (!inlined) {
       FlushProgress(l, /*force=*/true);
-      if (!Send(Command::kResult, {{"lease", l.id}, {"uploads", ids}})) return false;
+      nlohmann::json h = {{"lease", l.id}, {"uploads", ids}};
+      if (l.ready_in_result) h["ready"] = true;
+      if (!Send(Command::kResult, std::move(h))) return false;
     }
+    l.readied = l.ready_in_result;
     SentResult sent{l.id, std::move(l.tasks), {}};
     for (Upload& u : g.uploads) sent.blobs.push_back(std::move(u.data));
     done += static_cast<int64_t>(sent.tasks.size());

@@ -736,6 +736,10 @@ Status Trainer::SaveCheckpoint() {
                           {"lr_history", lr_history_}};
   if (!init_from_.is_null()) state["init_from"] = init_from_;
   VF_RETURN_NOT_OK(WriteTextFileAtomic(tmp / "state.json", state.dump(2) + "\n"));
+  // The loss log before LATEST: a run killed in between resumes from the older checkpoint, which
+  // keeps the log's rows up to its own step. After LATEST, a kill would lose this checkpoint's
+  // rows since the last one.
+  VF_RETURN_NOT_OK(WriteLossFiles());
   fs::remove_all(final_dir, ec);
   fs::rename(tmp, final_dir, ec);
   if (ec) return Status::IOError(fmt::format("cannot rename {}: {}", tmp.string(), ec.message()));
@@ -745,7 +749,6 @@ Status Trainer::SaveCheckpoint() {
     const std::string n = entry.path().filename().string();
     if (n.rfind("step-", 0) == 0 && n != name) fs::remove_all(entry.path(), ec);
   }
-  VF_RETURN_NOT_OK(WriteLossFiles());
   return SavePackage(opt_.out, spec_, opt_.preset, ema_, Provenance(), WeightDType::kF16);
 }
 
