@@ -1023,6 +1023,32 @@ TEST_F(WorkerTest, ResultWhoseUploadWasLostIsUploadedAgain) {
 
 // Outputs and checkpoints that fit in one chunk travel inside the RESULT/CHECKPOINT: no PUT, and
 // the same bytes as the chunked path, which --chunk-bytes smaller than the video still takes.
+// An ASSIGN saying "ready_in_result": the RESULT says "ready": true and no READY follows it; an
+// ASSIGN without it (an older coordinator) gets the RESULT and then a READY, as before.
+TEST_F(WorkerTest, ResultCarriesTheCreditWhereTheAssignAllowsIt) {
+  const JobSpec spec = Spec(0, 2, 5, "a red circle moving right");
+  RunningWorker w(Options(0), ctx_);
+  ASSERT_TRUE(fake_.Expect(Command::kReady));
+  fake_.Send(Command::kAssign, {{"lease", "L1"},
+                                {"stage", 0},
+                                {"tasks", {TaskJson(0, spec)}},
+                                {"ready_in_result", true}});
+  auto result = fake_.Expect(Command::kResult, milliseconds(60000));
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->header.value("lease", ""), "L1");
+  EXPECT_EQ(result->header.value("ready", false), true);
+  for (auto m = fake_.Recv(milliseconds(1500)); m; m = fake_.Recv(milliseconds(1500))) {
+    EXPECT_NE(m->command, Command::kReady) << m->header.dump();
+  }
+  Assign("L2", 0, {TaskJson(0, spec)});
+  result = fake_.Expect(Command::kResult, milliseconds(60000));
+  ASSERT_TRUE(result);
+  EXPECT_EQ(result->header.value("lease", ""), "L2");
+  EXPECT_FALSE(result->header.contains("ready"));
+  EXPECT_TRUE(fake_.Expect(Command::kReady));
+  EXPECT_TRUE(w.Join().ok());
+}
+
 TEST_F(WorkerTest, SmallOutputsTravelInsideTheResult) {
   const JobSpec spec = Spec(0, 4, 11, "a green star rotating");
   // Computed before any worker runs: a worker left unanswered while the test computes this can
