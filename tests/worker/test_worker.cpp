@@ -1029,10 +1029,9 @@ TEST_F(WorkerTest, ResultCarriesTheCreditWhereTheAssignAllowsIt) {
   const JobSpec spec = Spec(0, 2, 5, "a red circle moving right");
   RunningWorker w(Options(0), ctx_);
   ASSERT_TRUE(fake_.Expect(Command::kReady));
-  fake_.Send(Command::kAssign, {{"lease", "L1"},
-                                {"stage", 0},
-                                {"tasks", {TaskJson(0, spec)}},
-                                {"ready_in_result", true}});
+  fake_.Send(
+      Command::kAssign,
+      {{"lease", "L1"}, {"stage", 0}, {"tasks", {TaskJson(0, spec)}}, {"ready_in_result", true}});
   auto result = fake_.Expect(Command::kResult, milliseconds(60000));
   ASSERT_TRUE(result);
   EXPECT_EQ(result->header.value("lease", ""), "L1");
