@@ -2,7 +2,7 @@
 
 #include <fmt/format.h>
 
-#include <iterator>
+#include <charconv>
 #include <limits>
 #include <string_view>
 
@@ -25,13 +25,15 @@ class ObjectWriter {
     out_.reserve(reserve);
     out_ += '{';
   }
+  // std::to_chars: the same digits as fmt's "{}", at a fraction of the cost (a task record has
+  // nine integers and is written several times per task).
   void Int(std::string_view key, int64_t v) {
     Key(key);
-    fmt::format_to(std::back_inserter(out_), "{}", v);
+    Digits(v);
   }
   void UInt(std::string_view key, uint64_t v) {
     Key(key);
-    fmt::format_to(std::back_inserter(out_), "{}", v);
+    Digits(v);
   }
   void Bool(std::string_view key, bool v) {
     Key(key);
@@ -76,6 +78,12 @@ class ObjectWriter {
     out_ += '"';
     out_ += key;
     out_ += "\":";
+  }
+  template <typename T>
+  void Digits(T v) {
+    char buf[24];
+    const auto r = std::to_chars(buf, buf + sizeof(buf), v);
+    out_.append(buf, static_cast<size_t>(r.ptr - buf));
   }
   std::string out_;
 };

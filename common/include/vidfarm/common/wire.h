@@ -16,6 +16,11 @@
 //     Videos that together fit in one chunk may instead ride in the CHECKPOINT or RESULT itself:
 //     {…, inline: true} + one data frame per task, no "uploads".
 //
+// Credit: a worker asks for work with READY (its registration: stage, model, shape, max_batch,
+//   max_leases). Where an ASSIGN says "ready_in_result": true, the worker's RESULT for that lease
+//   may say "ready": true instead of a READY after it: the coordinator then offers the credit
+//   again as for a READY from the registered worker.
+//
 // Worker → coordinator: READY, HEARTBEAT, PROGRESS, CHECKPOINT, RESULT, FAIL, FETCH, PUT.
 // Coordinator → worker: ASSIGN, CANCEL, HEARTBEAT, DISCONNECT, CHUNK, PUT_ACK, ERROR.
 // Client → coordinator: SUBMIT, STATUS, LIST, WATCH, CANCEL_JOB, PAUSE, RESUME, RETRY, WORKERS,

@@ -1,7 +1,8 @@
 // A stage worker: hosts one cascade stage model (StageRunner) and runs the farm's task loop over
 // ZeroMQ (common/wire.h): READY → ASSIGN → FETCH/CHUNK the inputs → sample (PROGRESS, CHECKPOINT)
-// → PUT the outputs → RESULT → READY. One thread (the caller of Run) owns the DEALER socket and
-// does all I/O, heartbeats included; sampling runs on a compute thread owned by the Worker. With
+// → PUT the outputs → RESULT (saying "ready": true where the ASSIGN allows it, else a READY
+// follows). One thread (the caller of Run) owns the DEALER socket and does all I/O, heartbeats
+// included; sampling runs on a compute thread owned by the Worker. With
 // WorkerOptions::prefetch the worker holds up to 1 + prefetch leases: one computes, the others
 // fetch their inputs or upload their results meanwhile.
 #pragma once
