@@ -125,7 +125,6 @@ struct Lease {
   bool computing = false;
   bool computed = false;  // the result is queued for upload
   bool ready_in_result = false;  // the coordinator takes "ready": true in the RESULT (ASSIGN says)
-  bool readied = false;          // the RESULT sent said "ready": true
   std::shared_ptr<std::atomic<bool>> cancel = std::make_shared<std::atomic<bool>>(false);
   std::deque<UploadGroup> uploads;
   std::optional<std::pair<int, int>> progress;  // (step, steps) not yet sent
@@ -971,7 +970,7 @@ void Worker::Impl::PumpUploads() {
       ++i;
       continue;
     }
-    const bool readied = leases_[i].readied;
+    const bool readied = leases_[i].ready_in_result;  // its RESULT said "ready": true
     leases_.erase(leases_.begin() + static_cast<std::ptrdiff_t>(i));
     if (!readied) SendReady();
   }
@@ -1032,7 +1031,6 @@ bool Worker::Impl::PumpUploadsOf(Lease& l) {
       if (l.ready_in_result) h["ready"] = true;
       if (!Send(Command::kResult, std::move(h))) return false;
     }
-    l.readied = l.ready_in_result;
     SentResult sent{l.id, std::move(l.tasks), {}};
     for (Upload& u : g.uploads) sent.blobs.push_back(std::move(u.data));
     done += static_cast<int64_t>(sent.tasks.size());
