@@ -303,7 +303,7 @@ struct NoopWorker {
             const std::string lease = m->header.value("lease", "");
             // As `vidfarm worker` does: the credit comes back inside the RESULT where the ASSIGN
             // allows it, else in a READY of its own.
-            const bool again = m->header.value("ready_in_result", false);
+            const bool again = wire::FlagSet(*m, "ready_in_result");
             for (const auto& task : m->header["tasks"]) assigned.emplace_back(task["job"], t);
             if (!shared->chunked) {
               json h = {{"lease", lease}, {"inline", true}};

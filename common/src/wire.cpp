@@ -291,6 +291,20 @@ Result<double> GetDouble(const Message& m, const char* field) {
   return it->get<double>();
 }
 
+Result<bool> GetBool(const Message& m, const char* field) {
+  auto it = m.header.find(field);
+  if (it == m.header.end() || !it->is_boolean()) {
+    return Status::InvalidArgument(
+        fmt::format("{}: field '{}' must be true or false", CommandName(m.command), field));
+  }
+  return it->get<bool>();
+}
+
+bool FlagSet(const Message& m, const char* field) {
+  auto it = m.header.find(field);
+  return it != m.header.end() && it->is_boolean() && it->get<bool>();
+}
+
 std::string EncodeVideo(const Video& v, VideoSamples samples) {
   std::vector<uint16_t> halves;
   const bool half = samples == VideoSamples::kHalfWhenExact && ToHalves(v.data, &halves);

@@ -1381,8 +1381,7 @@ void Coordinator::Impl::OnWorkerMessage(const std::string& id, wire::Message& m)
     case Command::kCheckpoint:
       return OnCheckpoint(w, m);
     case Command::kResult: {
-      auto rf = m.header.find("ready");
-      const bool again = rf != m.header.end() && rf->is_boolean() && rf->get<bool>();
+      const bool again = wire::FlagSet(m, "ready");
       OnResult(w, m);
       if (again) ReadyAgain(id);
       return;
@@ -1866,17 +1865,16 @@ void Coordinator::Impl::OnResult(Worker& w, wire::Message& m) {
 
 void Coordinator::Impl::OnFail(Worker& w, const wire::Message& m) {
   auto error = wire::GetString(m, "error");
-  auto retryable = m.header.find("retryable");
   if (!error.ok()) return SendError(*wsock_, w.identity, "bad_request", error.status().message());
-  if (retryable == m.header.end() || !retryable->is_boolean()) {
-    return SendError(*wsock_, w.identity, "bad_request",
-                     "FAIL: field 'retryable' must be true or false");
+  auto retryable = wire::GetBool(m, "retryable");
+  if (!retryable.ok()) {
+    return SendError(*wsock_, w.identity, "bad_request", retryable.status().message());
   }
   Lease* l = CurrentLease(w.identity, m);
   if (!l) return;
   VF_LOG_WARN("coordinator: worker {} failed lease {} ({}): {}", w.worker_id, l->id,
-              retryable->get<bool>() ? "retryable" : "not retryable", *error);
-  FailLease(l->id, *error, retryable->get<bool>(), &w);
+              *retryable ? "retryable" : "not retryable", *error);
+  FailLease(l->id, *error, *retryable, &w);
 }
 
 void Coordinator::Impl::OnPut(const std::string& id, const wire::Message& m) {

@@ -31,6 +31,21 @@ TEST(Wire, EncodeDecodeRoundTrip) {
   EXPECT_NE(GetInt(*d, "missing").status().message().find("'missing'"), std::string::npos);
 }
 
+TEST(Wire, BooleansAreReadStrictlyAndFlagsOnlyWhenTrue) {
+  Message m;
+  m.command = Command::kFail;
+  m.header = {{"yes", true}, {"no", false}, {"one", 1}, {"text", "true"}};
+  EXPECT_TRUE(*GetBool(m, "yes"));
+  EXPECT_FALSE(*GetBool(m, "no"));
+  for (const char* f : {"one", "text", "missing"}) {
+    auto b = GetBool(m, f);
+    ASSERT_FALSE(b.ok()) << f;
+    EXPECT_EQ(b.status().message(), std::string("FAIL: field '") + f + "' must be true or false");
+  }
+  EXPECT_TRUE(FlagSet(m, "yes"));
+  for (const char* f : {"no", "one", "text", "missing"}) EXPECT_FALSE(FlagSet(m, f)) << f;
+}
+
 TEST(Wire, EveryCommandNameRoundTrips) {
   for (int c = 0; c <= static_cast<int>(Command::kEvent); ++c) {
     auto cmd = static_cast<Command>(c);

@@ -711,8 +711,7 @@ void Worker::Impl::HandleAssign(const Message& m) {
   Lease& l = leases_.emplace_back();
   l.id = *lease_id;
   l.gen = ++next_gen_;
-  if (auto f = m.header.find("ready_in_result"); f != m.header.end() && f->is_boolean())
-    l.ready_in_result = f->get<bool>();
+  l.ready_in_result = wire::FlagSet(m, "ready_in_result");
   auto parse = [&]() -> Status {
     auto stage = wire::GetInt(m, "stage");
     if (stage.ok() && *stage != opt.stage) {

@@ -102,6 +102,10 @@ Result<Message> Decode(const std::vector<std::string>& frames, const DecodeLimit
 Result<int64_t> GetInt(const Message& m, const char* field);
 Result<std::string> GetString(const Message& m, const char* field);
 Result<double> GetDouble(const Message& m, const char* field);
+Result<bool> GetBool(const Message& m, const char* field);  // "... must be true or false"
+// An optional flag: true only where the field is present and is the boolean true; absent, false
+// or any other type reads as false.
+bool FlagSet(const Message& m, const char* field);
 
 // Binary video codec for payloads and blobs: lossless, with a checksum over the sample bytes.
 //   "VFV2" | u32 channels | u32 frames | u32 height | u32 width | f64 fps | u32 crc32c | f32 data…
