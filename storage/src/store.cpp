@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
+#include <rocksdb/slice_transform.h>
 #include <rocksdb/write_batch.h>
 #include <sys/statvfs.h>
 
@@ -31,6 +32,7 @@ constexpr const char* kTasksCf = "tasks";
 constexpr const char* kBlobsCf = "blobs";
 constexpr const char* kEventsCf = "events";
 constexpr const char* kMetaCf = "meta";
+constexpr size_t kJobIdBytes = 19;  // "j-" 12 digits "-" 4 hex digits (NewJobId)
 constexpr const char* kSchemaKey = "schema_version";
 constexpr const char* kMaxSubmitSeqKey = "max_submit_seq";
 // Manifest v2 checks the whole blob with CRC32C; v1 (databases written before) with SHA-256,
@@ -349,11 +351,21 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     blobs.min_blob_size = options.min_blob_value_bytes;
     blobs.enable_blob_garbage_collection = true;  // reclaim deleted intermediates on compaction
 
+    // Insert hints: the skiplist memtable starts an insert from where the last one with the same
+    // prefix went instead of from its head. Job ids and event sequence numbers grow, so their
+    // column families append (one hint each: the empty prefix); a job's task records are
+    // written together (its seven at submission; stage k done and k + 1 ready), so the tasks'
+    // hint is per job id. Only speed depends on this, never what is stored or read.
+    rocksdb::ColumnFamilyOptions appended = plain;
+    appended.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(0));
+    rocksdb::ColumnFamilyOptions tasks = plain;
+    tasks.memtable_insert_with_hint_prefix_extractor.reset(
+        rocksdb::NewFixedPrefixTransform(kJobIdBytes));
     std::vector<rocksdb::ColumnFamilyDescriptor> cfs = {{rocksdb::kDefaultColumnFamilyName, plain},
-                                                        {kJobsCf, plain},
-                                                        {kTasksCf, plain},
+                                                        {kJobsCf, appended},
+                                                        {kTasksCf, tasks},
                                                         {kBlobsCf, blobs},
-                                                        {kEventsCf, plain},
+                                                        {kEventsCf, appended},
                                                         {kMetaCf, plain}};
     // A newer build may have added column families; open them too so the schema check can speak.
     if (exists) {
