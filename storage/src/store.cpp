@@ -352,10 +352,10 @@ Result<std::unique_ptr<Store>> Store::Open(const StoreOptions& options) {
     blobs.enable_blob_garbage_collection = true;  // reclaim deleted intermediates on compaction
 
     // Insert hints: the skiplist memtable starts an insert from where the last one with the same
-    // prefix went instead of from its head. Job ids and event sequence numbers grow, so their
-    // column families append (one hint each: the empty prefix); a job's task records are
-    // written together (its seven at submission; stage k done and k + 1 ready), so the tasks'
-    // hint is per job id. Only speed depends on this, never what is stored or read.
+    // prefix went instead of from its head. Job ids and event sequence numbers grow, so new
+    // records of those column families append (one hint each: the empty prefix); a job's task
+    // records are written together (its seven at submission; stage k done and k + 1 ready), so
+    // the tasks' hint is per job id. Only speed depends on this, never what is stored or read.
     rocksdb::ColumnFamilyOptions appended = plain;
     appended.memtable_insert_with_hint_prefix_extractor.reset(rocksdb::NewFixedPrefixTransform(0));
     rocksdb::ColumnFamilyOptions tasks = plain;
