@@ -264,40 +264,36 @@ Result<Message> Decode(const std::vector<std::string>& frames, const DecodeLimit
   return m;
 }
 
-Result<int64_t> GetInt(const Message& m, const char* field) {
+namespace {
+
+// A header field of one JSON type, or "COMMAND: field 'F' must be WHAT".
+template <typename T>
+Result<T> GetTyped(const Message& m, const char* field,
+                   bool (nlohmann::json::*is_type)() const noexcept, const char* what) {
   auto it = m.header.find(field);
-  if (it == m.header.end() || !it->is_number_integer()) {
+  if (it == m.header.end() || !((*it).*is_type)()) {
     return Status::InvalidArgument(
-        fmt::format("{}: field '{}' must be an integer", CommandName(m.command), field));
+        fmt::format("{}: field '{}' must be {}", CommandName(m.command), field, what));
   }
-  return it->get<int64_t>();
+  return it->get<T>();
+}
+
+}  // namespace
+
+Result<int64_t> GetInt(const Message& m, const char* field) {
+  return GetTyped<int64_t>(m, field, &nlohmann::json::is_number_integer, "an integer");
 }
 
 Result<std::string> GetString(const Message& m, const char* field) {
-  auto it = m.header.find(field);
-  if (it == m.header.end() || !it->is_string()) {
-    return Status::InvalidArgument(
-        fmt::format("{}: field '{}' must be a string", CommandName(m.command), field));
-  }
-  return it->get<std::string>();
+  return GetTyped<std::string>(m, field, &nlohmann::json::is_string, "a string");
 }
 
 Result<double> GetDouble(const Message& m, const char* field) {
-  auto it = m.header.find(field);
-  if (it == m.header.end() || !it->is_number()) {
-    return Status::InvalidArgument(
-        fmt::format("{}: field '{}' must be a number", CommandName(m.command), field));
-  }
-  return it->get<double>();
+  return GetTyped<double>(m, field, &nlohmann::json::is_number, "a number");
 }
 
 Result<bool> GetBool(const Message& m, const char* field) {
-  auto it = m.header.find(field);
-  if (it == m.header.end() || !it->is_boolean()) {
-    return Status::InvalidArgument(
-        fmt::format("{}: field '{}' must be true or false", CommandName(m.command), field));
-  }
-  return it->get<bool>();
+  return GetTyped<bool>(m, field, &nlohmann::json::is_boolean, "true or false");
 }
 
 bool FlagSet(const Message& m, const char* field) {
