@@ -191,13 +191,14 @@ int RunSubmit(const std::vector<std::string>& args) {
   ClientFlags cf;
   JobSpec spec;
   std::string file, steps, guidance;
-  int64_t priority = 0;
+  int64_t priority = 0, last_stage = -1;
   FlagSet flags("vidfarm submit PROMPT [flags] | vidfarm submit --file prompts.jsonl",
                 "Submits jobs to the coordinator and prints each new job id alone on a line.\n"
                 "With --file, each line of the JSONL file is one job spec, e.g.\n"
                 "  {\"prompt\": \"a red circle moving right\", \"seed\": 3, \"priority\": 5}\n"
                 "(fields: prompt, seed, preset, priority, steps, sampler, guidance, thresholding,\n"
-                "format, keep_intermediates); the flags below are defaults for missing fields.\n"
+                "format, keep_intermediates, last_stage); the flags below are defaults for\n"
+                "missing fields.\n"
                 "A bad line fails the whole submission and nothing is queued.");
   cf.Add(&flags, false);
   flags.String("file", 'f', &file, "JSONL file of job specs ('-' for standard input)");
@@ -209,9 +210,15 @@ int RunSubmit(const std::vector<std::string>& args) {
   flags.String("guidance", 0, &guidance, "per-stage guidance weights, one per stage");
   flags.String("format", 0, &spec.format, "output format: mp4 | webm | gif");
   flags.Bool("keep-intermediates", 0, &spec.keep_intermediates, "keep every stage's video");
+  flags.Int("last-stage", 0, &last_stage,
+            "stop after this stage index (0..6); its video is the job's output (a preview)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "submit", &positional, 0, 1); rc >= 0) return rc;
   spec.priority = static_cast<int>(priority);
+  if (last_stage < -1 || last_stage >= 1000) {
+    return Fail("submit", fmt::format("--last-stage {} is not a stage index", last_stage), 2);
+  }
+  spec.last_stage = static_cast<int>(last_stage);
   if (!steps.empty()) {
     auto l = ParseIntList(steps, flags.Describe("steps"));
     if (!l.ok()) return Fail("submit", l.status().message(), 2);

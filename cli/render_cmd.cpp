@@ -151,11 +151,14 @@ std::string DefaultDb() {
   return (base / "vidfarm" / "db").string();
 }
 
-// Per-stage package folders: <models>/<stage name> where it exists, else "" (random weights).
+// Per-stage package folders for the stages the job runs: <models>/<stage name> where it exists,
+// else "" (random weights).
 std::vector<std::string> PackageDirs(const RenderArgs& a, const models::CascadePreset& preset,
                                      std::vector<std::string>* random_stages) {
   std::vector<std::string> dirs;
-  for (const auto& s : preset.stages) {
+  const int n = a.spec.NumStages(preset.stages.size());
+  for (int k = 0; k < n; ++k) {
+    const auto& s = preset.stages[k];
     std::string d = a.models_dir.empty() ? "" : (fs::path(a.models_dir) / s.name).string();
     if (a.random_weights || d.empty() || !fs::exists(d)) {
       d.clear();
@@ -279,7 +282,7 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
     return Fail("render", m);
   }
   std::vector<std::unique_ptr<worker::Worker>> workers;
-  for (size_t k = 0; k < preset.stages.size(); ++k) {
+  for (size_t k = 0; k < packages.size(); ++k) {  // one worker per stage the job runs
     worker::WorkerOptions wo;
     wo.endpoint = (*coord)->worker_endpoint();
     wo.stage = static_cast<int>(k);
@@ -348,7 +351,7 @@ int RenderEmbedded(const RenderArgs& a, const models::CascadePreset& preset) {
       }
       job = ids->front();
     }
-    const int n = static_cast<int>(preset.stages.size());
+    const int n = static_cast<int>(packages.size());
     std::vector<double> seconds(n, 0.0);
     std::vector<int> steps(n, 0);
     // A stage's clock starts at its stage_started event, or at the first event seen of it (the
@@ -494,7 +497,9 @@ int RunRender(const std::vector<std::string>& args) {
   flags.String("device", 0, &a.device, "cpu | cuda | cuda:N");
   flags.String("dtype", 0, &a.dtype, "network precision: fp32 | bf16 | fp16");
   flags.Int("threads", 't', &a.threads, "CPU threads for LibTorch (0 = all cores)");
-  flags.Int("last-stage", 0, &a.last_stage, "with --direct: stop after this stage index (0..6)");
+  flags.Int("last-stage", 0, &a.last_stage,
+            "stop after this stage index (0..6) and write its video (a quick low-resolution "
+            "preview: 0 is the base's 8x12x20)");
   flags.Int("scale", 0, &a.scale, "integer upscale of the written video (nearest), for viewing");
   flags.Int("crf", 0, &a.crf, "encoder quality for .mp4/.webm (lower is better)");
   flags.Bool("random-weights", 0, &a.random_weights, "ignore model packages, use random weights");
@@ -504,7 +509,8 @@ int RunRender(const std::vector<std::string>& args) {
       "examples:\n"
       "  vidfarm render \"a red circle moving right\" -o out.mp4\n"
       "  vidfarm render \"a blue star rotating\" --seed 7 --steps 16 --keep-intermediates stages/\n"
-      "  vidfarm render \"a green letter K growing\" -o frames/ --direct --last-stage 2 --profile");
+      "  vidfarm render \"a green letter K growing\" -o preview.mp4 --last-stage 2 --scale 4\n"
+      "  vidfarm render \"a green letter K growing\" -o frames/ --direct --profile");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "render", &positional); rc >= 0) return rc;
   if (positional.size() != 1) {
@@ -519,7 +525,9 @@ int RunRender(const std::vector<std::string>& args) {
   if (a.scale < 1 || a.scale > 16) return Fail("render", "--scale must be in 1..16", 2);
   auto format = FormatFromPath(a.output);
   if (!format.ok()) return Fail("render", format.status().message(), 2);
-  if (a.last_stage >= 0 && !a.direct) return Fail("render", "--last-stage needs --direct", 2);
+  if (a.last_stage < -1 || a.last_stage >= 1000) {
+    return Fail("render", fmt::format("--last-stage {} is not a stage index", a.last_stage), 2);
+  }
   if (!a.models_dir.empty() && !fs::is_directory(a.models_dir)) {
     return Fail("render", fmt::format("--models: '{}' is not a directory", a.models_dir), 2);
   }
@@ -538,6 +546,7 @@ int RunRender(const std::vector<std::string>& args) {
   spec.seed = seed;
   spec.preset = a.preset;
   spec.sampler = sampler;
+  spec.last_stage = static_cast<int>(a.last_stage);
   spec.thresholding = thresholding;
   spec.format = *format == VideoFormat::kWebm  ? "webm"
                 : *format == VideoFormat::kGif ? "gif"
@@ -583,7 +592,7 @@ int RunRender(const std::vector<std::string>& args) {
   if (!a.quiet) {
     std::fprintf(stderr, "rendering \"%s\" (preset %s, seed %llu, %d stages, %d threads, %s%s)\n",
                  a.prompt.c_str(), a.preset.c_str(), static_cast<unsigned long long>(seed),
-                 num_stages, static_cast<int>(a.threads), dev->str().c_str(),
+                 spec.NumStages(preset->stages.size()), static_cast<int>(a.threads), dev->str().c_str(),
                  a.direct ? ", direct" : (", db " + a.db).c_str());
   }
   return a.direct ? RenderDirect(a, *preset) : RenderEmbedded(a, *preset);

@@ -15,11 +15,13 @@ Status Bad(const std::string& m) { return Status::InvalidArgument("job spec: " +
 }  // namespace
 
 nlohmann::json JobSpec::ToJson() const {
-  return {{"prompt", prompt},         {"seed", seed},
+  nlohmann::json j = {{"prompt", prompt},         {"seed", seed},
           {"preset", preset},         {"priority", priority},
           {"steps", steps},           {"sampler", sampler},
           {"guidance", guidance},     {"thresholding", thresholding},
           {"format", format},         {"keep_intermediates", keep_intermediates}};
+  if (last_stage >= 0) j["last_stage"] = last_stage;
+  return j;
 }
 
 Status JobSpec::Validate() const {
@@ -30,6 +32,10 @@ Status JobSpec::Validate() const {
   if (!table.ok()) return Bad(table.status().message());
   const size_t stages = table->size();
   if (priority < -1000 || priority > 1000) return Bad("priority must be in -1000..1000");
+  if (last_stage < -1 || last_stage >= static_cast<int>(stages)) {
+    return Bad(fmt::format("last_stage must be in 0..{} (or -1 for every stage), got {}",
+                           stages - 1, last_stage));
+  }
   if (!steps.empty() && steps.size() != stages) {
     return Bad(fmt::format("steps needs one value per stage ({}), got {}", stages, steps.size()));
   }
@@ -98,6 +104,11 @@ Result<JobSpec> JobSpec::FromJson(const nlohmann::json& j) {
         if (!x.is_number()) return type_error("an array of numbers");
         s.guidance.push_back(x.get<double>());
       }
+    } else if (k == "last_stage") {
+      if (!v.is_number_integer()) return type_error("an integer");
+      const auto n = v.get<int64_t>();
+      if (n < -1 || n > 1000) return Bad(fmt::format("last_stage {} is out of range", n));
+      s.last_stage = static_cast<int>(n);
     } else if (k == "keep_intermediates") {
       if (!v.is_boolean()) return type_error("true or false");
       s.keep_intermediates = v.get<bool>();

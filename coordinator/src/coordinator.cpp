@@ -480,10 +480,12 @@ Status Coordinator::Impl::Replay() {
   VF_RETURN_NOT_OK(store_->ForEachJob([&](const JobRecord& rec) {
     Status st;
     Job job = MakeJob(rec, &st);
-    if (!st.ok() || rec.num_stages != static_cast<int>(table_.size()) ||
-        job.spec.preset != opts_.preset) {
+    if (!st.ok() || job.spec.preset != opts_.preset ||
+        rec.num_stages != job.spec.NumStages(table_.size())) {
       VF_LOG_ERROR("coordinator: skipping job {} on replay: {}", rec.id,
-                   st.ok() ? "it belongs to another preset" : st.message());
+                   !st.ok()                              ? st.message()
+                   : job.spec.preset != opts_.preset ? "it belongs to another preset"
+                                                     : "its stage count does not match its spec");
       return true;
     }
     jobs_.emplace(rec.id, std::move(job));
@@ -2084,7 +2086,7 @@ void Coordinator::Impl::OnSubmit(const std::string& id, const std::string& rid,
     rec.spec = storage::JobSpecText(spec_json);
     rec.priority = spec.priority;
     rec.state = JobState::kQueued;
-    rec.num_stages = static_cast<int>(table_.size());
+    rec.num_stages = spec.NumStages(table_.size());
     rec.created_us = rec.updated_us = now;
     rec.keep_intermediates = spec.keep_intermediates;
     for (int s = 0; s < rec.num_stages; ++s) {

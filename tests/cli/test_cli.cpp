@@ -81,9 +81,9 @@ TEST_F(CliTest, BadInputGivesClearErrorsAndWritesNothing) {
   r = Vidfarm("render 'a red circle' --device cuda:3 -o " + Quote(Path("x.mp4")));
   EXPECT_NE(r.code, 0);
   EXPECT_TRUE(fs::is_empty(dir_)) << "a failed command left files behind";
-  r = Vidfarm("render 'a red circle' --last-stage 2 -o " + Quote(Path("x.mp4")));
+  r = Vidfarm("render 'a red circle' --last-stage 7 -o " + Quote(Path("x.mp4")));
   EXPECT_EQ(r.code, 2);
-  EXPECT_NE(r.out.find("--direct"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("last_stage must be in 0..6"), std::string::npos) << r.out;
   r = Vidfarm("frobnicate");
   EXPECT_EQ(r.code, 2);
   // An output folder that cannot be made fails before anything renders.
@@ -148,6 +148,14 @@ TEST_F(CliTest, EmbeddedDirectAndRepeatedRendersGiveTheSameFrames) {
   ASSERT_EQ(again.code, 0) << again.out;
   EXPECT_NE(again.out.find("reusing"), std::string::npos) << again.out;
   EXPECT_EQ(md5(Path("farm.mp4")), md5(Path("again.mp4")));
+  // A preview that stops after stage 2 runs through the farm too, and matches the direct path.
+  ASSERT_EQ(Vidfarm(args + "--last-stage 2 --direct -o " + Quote(Path("direct1.mp4"))).code, 0);
+  ProcResult preview = Vidfarm(args + "--last-stage 2 --db " + Quote(Path("db")) + " -o " +
+                               Quote(Path("farm1.mp4")));
+  ASSERT_EQ(preview.code, 0) << preview.out;
+  EXPECT_EQ(md5(Path("direct1.mp4")), md5(Path("farm1.mp4")));
+  EXPECT_NE(md5(Path("farm1.mp4")), md5(Path("farm.mp4")));
+  EXPECT_EQ(Probe(Path("farm1.mp4"))["width"], 40) << "stage 2 (ssr2) is 16x24x40";
 }
 
 TEST_F(CliTest, PngFramesAndScaleComeFromTheLastStagesRawVideo) {

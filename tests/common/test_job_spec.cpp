@@ -43,6 +43,32 @@ TEST(JobSpec, RejectsBadSpecsWithClearErrors) {
   EXPECT_NE(err({{"prompt", 3}}).find("must be a string"), std::string::npos);
   EXPECT_NE(err(nlohmann::json::array()).find("JSON object"), std::string::npos);
   EXPECT_NE(err({{"prompt", std::string(1001, 'a')}}).find("1000"), std::string::npos);
+  EXPECT_NE(err({{"prompt", "x"}, {"last_stage", 7}}).find("last_stage must be in 0..6"),
+            std::string::npos);
+  EXPECT_NE(err({{"prompt", "x"}, {"last_stage", -2}}).find("last_stage"), std::string::npos);
+  EXPECT_NE(err({{"prompt", "x"}, {"last_stage", "2"}}).find("an integer"), std::string::npos);
+}
+
+TEST(JobSpec, LastStageIsStoredOnlyWhenSetAndCountsStages) {
+  auto full = JobSpec::FromJson({{"prompt", "a red circle moving right"}});
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(full->last_stage, -1);
+  EXPECT_EQ(full->NumStages(7), 7);
+  // A full job's JSON (and so its fingerprint, which finds an interrupted render) has no
+  // last_stage: the same as before the field existed.
+  EXPECT_FALSE(full->ToJson().contains("last_stage"));
+  auto preview = JobSpec::FromJson({{"prompt", "a red circle moving right"}, {"last_stage", 0}});
+  ASSERT_TRUE(preview.ok()) << preview.status().ToString();
+  EXPECT_EQ(preview->NumStages(7), 1);
+  EXPECT_EQ(preview->ToJson().at("last_stage"), 0);
+  EXPECT_NE(preview->Fingerprint(), full->Fingerprint());
+  auto back = JobSpec::FromJson(preview->ToJson());
+  ASSERT_TRUE(back.ok());
+  EXPECT_EQ(back->last_stage, 0);
+  // last_stage 6 of 7 is a full job spelled differently: it stays as given.
+  auto six = JobSpec::FromJson({{"prompt", "x"}, {"last_stage", 6}});
+  ASSERT_TRUE(six.ok());
+  EXPECT_EQ(six->NumStages(7), 7);
 }
 
 }  // namespace

@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "coord_test_util.h"
+#include "vidfarm/common/cascade_table.h"
 #include "vidfarm/common/video_io.h"
 #include "vidfarm/storage/store.h"
 
@@ -139,6 +140,54 @@ TEST(Coordinator, OneWorkerPerStageDrivesJobToDone) {
     EXPECT_FALSE(*store->HasBlob(job + "/" + std::to_string(s) + "/out")) << s;
   }
   EXPECT_TRUE(*store->HasBlob(key));
+}
+
+TEST(Coordinator, JobWithLastStageStopsThereAndOutputsThatStagesVideo) {
+  Farm farm;
+  ASSERT_TRUE(farm.Start());
+  auto w0 = farm.Worker(0), w1 = farm.Worker(1), w2 = farm.Worker(2);
+  auto ids = farm.Submit({Spec("a preview", 0, {{"last_stage", 1}})});
+  ASSERT_EQ(ids.size(), 1u);
+  const std::string job = ids[0];
+  json st = farm.Job(job);
+  EXPECT_EQ(st["num_stages"], 2);
+  ASSERT_EQ(st["tasks"].size(), 2u);
+  ASSERT_TRUE(w0->RunOne());
+  farm.WaitStagesDone(job, 1, 5000);
+  // The coordinator restarts between the stages: the job replays with its own stage count.
+  farm.Stop();
+  ASSERT_TRUE(farm.Start());
+  EXPECT_EQ(farm.Job(job)["num_stages"], 2);
+  EXPECT_EQ(farm.Job(job)["tasks"][1]["state"], "ready");
+  w1 = farm.Worker(1);
+  w2 = farm.Worker(2);
+  ASSERT_TRUE(w1->RunOne());
+  ASSERT_TRUE(farm.WaitState(job, "done"));
+  w2->Ready();
+  EXPECT_TRUE(w2->ExpectSilence(200)) << "stage 2 is past the job's last stage";
+  st = farm.Job(job);
+  EXPECT_EQ(st["stages_done"], 2);
+  auto bytes = farm.client->FetchBlob(st["output_blob"]);
+  ASSERT_TRUE(bytes.ok()) << bytes.status().ToString();
+  const std::string path = farm.dir.path() + "/preview.mp4";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f << *bytes;
+  }
+  auto video = ReadVideo(path);
+  ASSERT_TRUE(video.ok()) << video.status().ToString();
+  auto table = CascadeTable("tiny");
+  ASSERT_TRUE(table.ok());
+  EXPECT_EQ(video->frames, (*table)[1].frames);
+  EXPECT_EQ(video->height, (*table)[1].height);
+  EXPECT_EQ(video->width, (*table)[1].width);
+  farm.Stop();
+  auto store = OpenStore(farm.dir.db());
+  ASSERT_TRUE(store);
+  auto tasks = store->GetTasks(job);
+  ASSERT_TRUE(tasks.ok());
+  EXPECT_EQ(tasks->size(), 2u);
+  EXPECT_FALSE(*store->HasBlob(job + "/1/out")) << "intermediates are collected as usual";
 }
 
 TEST(Coordinator, BatchedAssignTakesCompatibleTasksUpToMaxBatch) {

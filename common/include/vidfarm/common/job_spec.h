@@ -23,7 +23,16 @@ struct JobSpec {
   std::string thresholding;          // "" | "none" | "static" | "dynamic"
   std::string format = "mp4";        // Default: mp4. mp4 | webm | gif
   bool keep_intermediates = false;   // Default: false. Keep every stage's video after the job.
+  int last_stage = -1;               // Default: -1 (every stage). Stop after this stage index;
+                                     // its video is the job's output (a quick low-res preview).
 
+  // How many stages the job runs in a cascade of table_size stages (last_stage + 1, or all).
+  int NumStages(size_t table_size) const {
+    return last_stage < 0 ? static_cast<int>(table_size) : last_stage + 1;
+  }
+
+  // last_stage appears only when set, so a full job's JSON and fingerprint are what they were
+  // before the field existed.
   nlohmann::json ToJson() const;
   // Accepts a JSON object with any subset of the fields (unknown fields are an error, so typos
   // are caught); validates the result.
