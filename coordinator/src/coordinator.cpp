@@ -466,10 +466,17 @@ Coordinator::Impl::Job Coordinator::Impl::MakeJob(const JobRecord& rec, JobSpec 
   job.spec = std::move(spec);
   job.spec_json = spec_json ? *spec_json : job.spec.ToJson();
   job.tasks.resize(rec.num_stages);
+  job.batch_keys.reserve(rec.num_stages);
+  // Without per-stage steps or guidance every stage's key is the same: format it once.
+  const bool same_keys = job.spec.steps.empty() && job.spec.guidance.empty();
   for (int s = 0; s < rec.num_stages; ++s) {
     job.tasks[s].job_id = rec.id;
     job.tasks[s].stage = s;
-    job.batch_keys.push_back(BatchKey(job.spec, s));
+    if (same_keys && s > 0) {
+      job.batch_keys.push_back(job.batch_keys.front());
+    } else {
+      job.batch_keys.push_back(BatchKey(job.spec, s));
+    }
   }
   return job;
 }

@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <charconv>
+#include <cstring>
 #include <limits>
 #include <string_view>
 
@@ -19,11 +21,15 @@ constexpr const char* kTaskStateNames[] = {"waiting", "ready",  "leased",
 std::string Dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
 
 // Appends one JSON object's members, in the order given, with nlohmann's compact formatting.
+// Writes through a cursor into a buffer grown ahead (a task record is written about ten times per
+// task, so this is on the coordinator's hot path): one bounds check and one memcpy per piece
+// instead of std::string's checks for every append.
 class ObjectWriter {
  public:
   explicit ObjectWriter(size_t reserve) {
-    out_.reserve(reserve);
-    out_ += '{';
+    out_.resize(std::max<size_t>(reserve, 64));
+    out_[0] = '{';
+    pos_ = 1;
   }
   // std::to_chars: the same digits as fmt's "{}", at a fraction of the cost (a task record has
   // nine integers and is written several times per task).
@@ -37,7 +43,7 @@ class ObjectWriter {
   }
   void Bool(std::string_view key, bool v) {
     Key(key);
-    out_ += v ? "true" : "false";
+    Put(v ? std::string_view("true") : std::string_view("false"));
   }
   void Str(std::string_view key, std::string_view s) {
     Key(key);
@@ -51,41 +57,59 @@ class ObjectWriter {
       }
     }
     if (plain) {
-      out_ += '"';
-      out_ += s;
-      out_ += '"';
+      char* p = Room(s.size() + 2);
+      *p++ = '"';
+      std::memcpy(p, s.data(), s.size());
+      p[s.size()] = '"';
+      pos_ += s.size() + 2;
     } else {
-      out_ += Dump(json(std::string(s)));
+      Put(Dump(json(std::string(s))));
     }
   }
   void Json(std::string_view key, const json& j) {
     Key(key);
-    out_ += Dump(j);
+    Put(Dump(j));
   }
   // JSON text already encoded (empty: null).
   void Raw(std::string_view key, std::string_view text) {
     Key(key);
-    out_ += text.empty() ? std::string_view("null") : text;
+    Put(text.empty() ? std::string_view("null") : text);
   }
   std::string Finish() {
-    out_ += '}';
+    Put("}");
+    out_.resize(pos_);
     return std::move(out_);
   }
 
  private:
-  void Key(std::string_view key) {
-    if (out_.size() > 1) out_ += ',';
-    out_ += '"';
-    out_ += key;
-    out_ += "\":";
+  // A pointer to n free bytes at the cursor (the cursor does not move).
+  char* Room(size_t n) {
+    if (pos_ + n > out_.size()) out_.resize(std::max(out_.size() * 2, pos_ + n));
+    return out_.data() + pos_;
+  }
+  void Put(std::string_view s) {
+    std::memcpy(Room(s.size()), s.data(), s.size());
+    pos_ += s.size();
+  }
+  void Key(std::string_view key) {  // ,"key":
+    char* p = Room(key.size() + 4);
+    char* const begin = p;
+    if (pos_ > 1) *p++ = ',';
+    *p++ = '"';
+    std::memcpy(p, key.data(), key.size());
+    p += key.size();
+    *p++ = '"';
+    *p++ = ':';
+    pos_ += static_cast<size_t>(p - begin);
   }
   template <typename T>
   void Digits(T v) {
-    char buf[24];
-    const auto r = std::to_chars(buf, buf + sizeof(buf), v);
-    out_.append(buf, static_cast<size_t>(r.ptr - buf));
+    char* p = Room(24);
+    const auto r = std::to_chars(p, p + 24, v);
+    pos_ += static_cast<size_t>(r.ptr - p);
   }
   std::string out_;
+  size_t pos_ = 0;
 };
 
 // Typed field readers over a parsed object; the first problem is kept in `error`.

@@ -83,8 +83,17 @@ Result<uint64_t> DecodeSeq(const rocksdb::Slice& k) {
   return seq;
 }
 
+// "<job>/<stage, two digits>" (stage < kMaxStages <= 100); built by hand, as it is made for every
+// task record written.
 std::string TaskKey(const std::string& job_id, int stage) {
-  return fmt::format("{}/{:02d}", job_id, stage);
+  if (stage < 0 || stage > 99) return fmt::format("{}/{:02d}", job_id, stage);
+  std::string key;
+  key.reserve(job_id.size() + 3);
+  key += job_id;
+  key += '/';
+  key += static_cast<char>('0' + stage / 10);
+  key += static_cast<char>('0' + stage % 10);
+  return key;
 }
 std::string ManifestKey(const std::string& key) { return key + "#m"; }
 std::string ChunkKey(const std::string& key, uint64_t index) {

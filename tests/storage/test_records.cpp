@@ -113,7 +113,10 @@ TEST(StorageRecords, EncodersMatchNlohmannDump) {
                                  "caf\xc3\xa9 \xe2\x9c\x93",
                                  std::string("bad \xff\xfe utf8"),
                                  std::string("nul\0inside", 10),
-                                 "\x7f del"};
+                                 "\x7f del",
+                                 // longer than any writer's first buffer: it has to grow
+                                 std::string(3000, 'q'),
+                                 std::string(3000, 'q') + "\"quoted\""};
   int n = 0;
   for (const auto& str : strings) {
     ++n;
