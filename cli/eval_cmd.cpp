@@ -20,7 +20,8 @@ int RunEval(const std::vector<std::string>& args) {
           sweep_last = o.sweep_last_stage, steps = 0, threads = 0,
           sensitivity = o.sensitivity_examples, true_base = o.true_base_samples;
   bool no_sweep = false, json = false;
-  double guidance = -1, aug_logsnr = std::nan(""), time_power = std::nan("");
+  double guidance = -1, aug_logsnr = std::nan(""), time_power = std::nan(""),
+         frame_noise = std::nan("");
   std::string fidelity_stages, thresholding, sampler;
   uint64_t seed = o.seed;
   FlagSet flags(
@@ -70,6 +71,9 @@ int RunEval(const std::vector<std::string>& args) {
   flags.String("sampler", 0, &sampler, "ancestral | ddim for every stage (default: per stage)");
   flags.Double("time-power", 0, &time_power,
                "sampler time grid t_i = (1 - i/steps)^P for every stage, P in [1, 4] (default: per stage)");
+  flags.Double("frame-noise", 0, &frame_noise,
+               "share of the sampler's noise common to all frames, in [0, 1], for every stage "
+               "(default: per stage)");
   flags.Bool("fidelity-only", 0, &o.fidelity_only,
              "run only part 2 (per-stage fidelity) and write report.json");
   flags.Int("sensitivity-examples", 0, &sensitivity,
@@ -125,6 +129,7 @@ int RunEval(const std::vector<std::string>& args) {
   if (!thresholding.empty()) ov.thresholding = thresholding;
   if (!sampler.empty()) ov.sampler = sampler;
   if (!std::isnan(time_power)) ov.time_power = time_power;
+  if (!std::isnan(frame_noise)) ov.frame_noise = frame_noise;
   if (!fidelity_stages.empty()) {
     auto list = ParseIntList(fidelity_stages, flags.Describe("stages"));
     if (!list.ok()) return Fail("eval", list.status().message(), 2);

@@ -1067,7 +1067,8 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
   const StageOverrides& ov = o.overrides;
-  if (ov.steps || ov.guidance || ov.aug_logsnr || ov.thresholding || ov.sampler || ov.time_power) {
+  if (ov.steps || ov.guidance || ov.aug_logsnr || ov.thresholding || ov.sampler || ov.time_power ||
+      ov.frame_noise) {
     co.overrides.assign(preset.stages.size(), ov);
   }
   VF_ASSIGN_OR_RETURN(auto cascade, Cascade::Open(co));
@@ -1089,6 +1090,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   if (ov.thresholding) r["thresholding_override"] = *ov.thresholding;
   if (ov.sampler) r["sampler_override"] = *ov.sampler;
   if (ov.time_power) r["time_power_override"] = *ov.time_power;
+  if (ov.frame_noise) r["frame_noise_override"] = *ov.frame_noise;
   if (o.sensitivity_only) {
     VF_ASSIGN_OR_RETURN(r["sensitivity"], PromptSensitivity(*cascade, o, progress));
     return r;

@@ -46,6 +46,9 @@ Status ValidateSample(const SamplerOptions& opts, at::IntArrayRef shape,
   if (!(opts.time_power >= 1.0 && opts.time_power <= 4.0)) {
     return Status::InvalidArgument("sampler time power must be in [1, 4]");
   }
+  if (!(opts.frame_noise >= 0.0 && opts.frame_noise <= 1.0)) {
+    return Status::InvalidArgument("sampler frame noise share must be in [0, 1]");
+  }
   if (!(opts.schedule.logsnr_min < opts.schedule.logsnr_max)) {
     return Status::InvalidArgument("schedule needs logsnr_min < logsnr_max");
   }
@@ -69,7 +72,24 @@ Status ValidateSample(const SamplerOptions& opts, at::IntArrayRef shape,
   return Status::OK();
 }
 
+// The noise of sampler step `step` (-1: z_1) for every row. With a frame share ρ > 0 and a time
+// axis ([C, T, H, W] per sample), a second draw of one frame, keyed at SharedFrameNoiseStep(step),
+// is mixed into every frame.
+torch::Tensor StepNoise(const SamplerOptions& opts, uint64_t seed, int stage, int step,
+                        const std::vector<int64_t>& sample_indices, at::IntArrayRef per_sample,
+                        torch::Device device) {
+  torch::Tensor noise = KeyedNormalBatch(seed, stage, step, sample_indices, per_sample, device);
+  if (opts.frame_noise <= 0.0 || per_sample.size() != 4 || per_sample[1] < 2) return noise;
+  const std::vector<int64_t> one_frame = {per_sample[0], 1, per_sample[2], per_sample[3]};
+  const torch::Tensor shared = KeyedNormalBatch(seed, stage, SharedFrameNoiseStep(step),
+                                                sample_indices, one_frame, device);
+  const double rho = opts.frame_noise;
+  return noise.mul(std::sqrt(1.0 - rho)).add_(shared.mul(std::sqrt(rho)));  // broadcast over T
+}
+
 }  // namespace
+
+int SharedFrameNoiseStep(int step) { return -1000 - step; }
 
 Result<torch::Tensor> Sample(const DenoiseFn& denoise, const SamplerOptions& opts,
                              at::IntArrayRef shape, uint64_t seed, int stage,
@@ -87,7 +107,7 @@ Result<torch::Tensor> Sample(const DenoiseFn& denoise, const SamplerOptions& opt
       z = resume->z.to(device, torch::kFloat).clone();
       start = resume->next_step;
     } else {
-      z = KeyedNormalBatch(seed, stage, -1, sample_indices, per_sample, device);
+      z = StepNoise(opts, seed, stage, -1, sample_indices, per_sample, device);
     }
     const std::vector<double> t = TimeGrid(opts.steps, opts.time_power);
     for (int i = start; i < opts.steps; ++i) {
@@ -109,7 +129,7 @@ Result<torch::Tensor> Sample(const DenoiseFn& denoise, const SamplerOptions& opt
         if (opts.kind == SamplerKind::kDdim) {
           z = DdimStep(z, x_hat, logsnr_t, logsnr_s);
         } else {
-          auto noise = KeyedNormalBatch(seed, stage, i, sample_indices, per_sample, device);
+          auto noise = StepNoise(opts, seed, stage, i, sample_indices, per_sample, device);
           z = AncestralStep(z, x_hat, logsnr_t, logsnr_s, opts.gamma, noise);
         }
       }

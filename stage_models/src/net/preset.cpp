@@ -9,6 +9,7 @@ nlohmann::json SamplingDefaults::ToJson() const {
           {"sampler", sampler},
           {"gamma", gamma},
           {"time_power", time_power},
+          {"frame_noise", frame_noise},
           {"guidance", guidance},
           {"oscillating", oscillating},
           {"guidance_low", guidance_low},

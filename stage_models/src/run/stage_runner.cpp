@@ -28,6 +28,7 @@ nlohmann::json StageSettings::ToJson() const {
       {"steps", sampler.steps},
       {"gamma", sampler.gamma},
       {"time_power", sampler.time_power},
+      {"frame_noise", sampler.frame_noise},
       {"guidance", g.high},
       {"oscillating", g.oscillating},
       {"guidance_low", g.low},
@@ -54,6 +55,12 @@ Result<StageSettings> ResolveStageSettings(const StageSpec& spec, const StageOve
   if (!(s.sampler.time_power >= 1.0 && s.sampler.time_power <= 4.0)) {
     return Status::InvalidArgument(fmt::format("stage {} ({}): time power must be in [1, 4], got {}",
                                                spec.index, spec.name, s.sampler.time_power));
+  }
+  s.sampler.frame_noise = o.frame_noise.value_or(d.frame_noise);
+  if (!(s.sampler.frame_noise >= 0.0 && s.sampler.frame_noise <= 1.0)) {
+    return Status::InvalidArgument(
+        fmt::format("stage {} ({}): frame noise share must be in [0, 1], got {}", spec.index,
+                    spec.name, s.sampler.frame_noise));
   }
   GuidanceSchedule& g = s.guidance.schedule;
   if (o.guidance) {

@@ -93,6 +93,42 @@ TEST(Sampler, CallsDenoiseOnTheGridAndStartsFromKeyedNoise) {
   for (int i = 0; i < 5; ++i) EXPECT_DOUBLE_EQ(seen_logsnr[i], o.schedule.LogSnr(1.0 - i / 5.0));
 }
 
+TEST(Sampler, FrameNoiseMixesOneSharedFrameIntoEveryFrame) {
+  const auto own = KeyedNormalBatch(9, 2, -1, kIdx, {3, 2, 4, 4});
+  const auto shared = KeyedNormalBatch(9, 2, SharedFrameNoiseStep(-1), kIdx, {3, 1, 4, 4});
+  EXPECT_FALSE(torch::allclose(own.select(2, 0), own.select(2, 1)));
+  for (double rho : {0.0, 0.5, 1.0}) {
+    SamplerOptions o;
+    o.kind = SamplerKind::kDdim;
+    o.steps = 3;
+    o.frame_noise = rho;
+    torch::Tensor first;
+    auto fn = [&](const torch::Tensor& z, double logsnr, int step) {
+      if (step == 0) first = z.clone();
+      return ToyDenoise(z, logsnr, step);
+    };
+    ASSERT_TRUE(Sample(fn, o, kShape, 9, 2, kIdx, torch::kCPU).ok());
+    const auto want = own * std::sqrt(1.0 - rho) + shared * std::sqrt(rho);
+    EXPECT_TRUE(torch::allclose(first, want, 1e-6, 1e-6)) << rho;
+    if (rho == 0.0) EXPECT_TRUE(torch::equal(first, own));  // exactly the independent draw
+  }
+  // With every draw shared (ρ = 1) and a denoiser that treats frames alike, the ancestral
+  // sampler's per-step noise keeps the frames identical to the end.
+  SamplerOptions o;
+  o.kind = SamplerKind::kAncestral;
+  o.steps = 4;
+  o.frame_noise = 1.0;
+  auto r = Sample(ToyDenoise, o, kShape, 9, 2, kIdx, torch::kCPU);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_TRUE(torch::equal(r->select(2, 0), r->select(2, 1)));
+  o.frame_noise = 0.0;
+  r = Sample(ToyDenoise, o, kShape, 9, 2, kIdx, torch::kCPU);
+  ASSERT_TRUE(r.ok());
+  EXPECT_FALSE(torch::allclose(r->select(2, 0), r->select(2, 1)));
+  o.frame_noise = 1.5;
+  EXPECT_TRUE(Sample(ToyDenoise, o, kShape, 9, 2, kIdx, torch::kCPU).status().IsInvalidArgument());
+}
+
 TEST(Sampler, LastStepReturnsXHat) {
   for (auto kind : {SamplerKind::kAncestral, SamplerKind::kDdim}) {
     SamplerOptions o;

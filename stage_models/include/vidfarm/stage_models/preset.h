@@ -23,6 +23,7 @@ struct SamplingDefaults {
   std::string sampler = "ancestral";  // "ancestral" | "ddim"
   double gamma = 0.3;                 // ancestral variance interpolation
   double time_power = 1.0;            // time grid t_i = (1 − i/steps)^p; 1 = uniform (paper)
+  double frame_noise = 0.0;           // share of the noise common to all frames (SamplerOptions)
   double guidance = 1.0;              // w (constant), or the high weight when oscillating
   bool oscillating = false;
   double guidance_low = 1.0;             // low weight when oscillating

@@ -30,6 +30,11 @@ struct SamplerOptions {
   // Default: 1 (the paper's uniform grid). Above 1 the grid t_i = (1 − i/steps)^p puts more
   // steps at low noise, so the last network evaluation is at a smaller σ. In [1, 4].
   double time_power = 1.0;
+  // Default: 0 (independent noise per frame). For video samples ([B, C, T, H, W]), the share of
+  // each noise draw's variance that every frame has in common: ε = √ρ·ε_shared + √(1 − ρ)·ε_frame,
+  // still N(0, 1) per pixel, with correlation ρ between any two frames. A stage then invents the
+  // same detail in every frame where its input leaves it open. In [0, 1].
+  double frame_noise = 0.0;
   CosineSchedule schedule;
 };
 
@@ -53,10 +58,15 @@ struct SamplerHooks {
 // Samples a batch of shape `shape` ([B, ...], B == sample_indices.size()), float32 on `device`.
 // z_1 = KeyedNormalBatch(seed, stage, step = -1, sample_indices, shape[1:]); step i goes
 // t_i → t_{i+1}; the ancestral noise of step i uses key step = i. The last step (to t = 0)
-// returns x̂ itself. If `resume` is set, starts at resume->next_step from resume->z and gives
+// returns x̂ itself. With frame_noise ρ > 0, each of those draws is mixed with one frame of noise
+// keyed at SharedFrameNoiseStep(step) (see SamplerOptions::frame_noise). If `resume` is set, starts at resume->next_step from resume->z and gives
 // bit-identical output to an uninterrupted run (next_step == steps returns resume->z).
 // Errors: InvalidArgument (bad options/shapes), Cancelled (should_stop), Internal (a LibTorch
 // or callback exception).
+// The keyed-noise step of the frame-shared draw mixed into sampler step `step`'s noise:
+// -1000 - step, apart from the sampler's steps (-1, 0..n-1) and the runner's (-2, -3).
+int SharedFrameNoiseStep(int step);
+
 Result<torch::Tensor> Sample(const DenoiseFn& denoise, const SamplerOptions& opts,
                              at::IntArrayRef shape, uint64_t seed, int stage,
                              const std::vector<int64_t>& sample_indices, torch::Device device,

@@ -30,6 +30,7 @@ struct StageOverrides {
   std::optional<std::string> thresholding;  // "none" | "static" | "dynamic"
   std::optional<double> aug_logsnr;         // SR stages: conditioning augmentation level
   std::optional<double> time_power;         // time grid (1 − i/steps)^p, p in [1, 4]
+  std::optional<double> frame_noise;        // share of the noise common to all frames, [0, 1]
 };
 
 // Fully resolved sampling settings of one stage.
