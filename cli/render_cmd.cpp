@@ -592,8 +592,8 @@ int RunRender(const std::vector<std::string>& args) {
   if (!a.quiet) {
     std::fprintf(stderr, "rendering \"%s\" (preset %s, seed %llu, %d stages, %d threads, %s%s)\n",
                  a.prompt.c_str(), a.preset.c_str(), static_cast<unsigned long long>(seed),
-                 spec.NumStages(preset->stages.size()), static_cast<int>(a.threads), dev->str().c_str(),
-                 a.direct ? ", direct" : (", db " + a.db).c_str());
+                 spec.NumStages(preset->stages.size()), static_cast<int>(a.threads),
+                 dev->str().c_str(), a.direct ? ", direct" : (", db " + a.db).c_str());
   }
   return a.direct ? RenderDirect(a, *preset) : RenderEmbedded(a, *preset);
 }

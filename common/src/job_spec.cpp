@@ -15,11 +15,11 @@ Status Bad(const std::string& m) { return Status::InvalidArgument("job spec: " +
 }  // namespace
 
 nlohmann::json JobSpec::ToJson() const {
-  nlohmann::json j = {{"prompt", prompt},         {"seed", seed},
-          {"preset", preset},         {"priority", priority},
-          {"steps", steps},           {"sampler", sampler},
-          {"guidance", guidance},     {"thresholding", thresholding},
-          {"format", format},         {"keep_intermediates", keep_intermediates}};
+  nlohmann::json j = {{"prompt", prompt},     {"seed", seed},
+                      {"preset", preset},     {"priority", priority},
+                      {"steps", steps},       {"sampler", sampler},
+                      {"guidance", guidance}, {"thresholding", thresholding},
+                      {"format", format},     {"keep_intermediates", keep_intermediates}};
   if (last_stage >= 0) j["last_stage"] = last_stage;
   return j;
 }

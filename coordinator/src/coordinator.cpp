@@ -490,7 +490,7 @@ Status Coordinator::Impl::Replay() {
     if (!st.ok() || job.spec.preset != opts_.preset ||
         rec.num_stages != job.spec.NumStages(table_.size())) {
       VF_LOG_ERROR("coordinator: skipping job {} on replay: {}", rec.id,
-                   !st.ok()                              ? st.message()
+                   !st.ok()                          ? st.message()
                    : job.spec.preset != opts_.preset ? "it belongs to another preset"
                                                      : "its stage count does not match its spec");
       return true;

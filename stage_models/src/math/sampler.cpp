@@ -81,8 +81,8 @@ torch::Tensor StepNoise(const SamplerOptions& opts, uint64_t seed, int stage, in
   torch::Tensor noise = KeyedNormalBatch(seed, stage, step, sample_indices, per_sample, device);
   if (opts.frame_noise <= 0.0 || per_sample.size() != 4 || per_sample[1] < 2) return noise;
   const std::vector<int64_t> one_frame = {per_sample[0], 1, per_sample[2], per_sample[3]};
-  const torch::Tensor shared = KeyedNormalBatch(seed, stage, SharedFrameNoiseStep(step),
-                                                sample_indices, one_frame, device);
+  const torch::Tensor shared =
+      KeyedNormalBatch(seed, stage, SharedFrameNoiseStep(step), sample_indices, one_frame, device);
   const double rho = opts.frame_noise;
   return noise.mul(std::sqrt(1.0 - rho)).add_(shared.mul(std::sqrt(rho)));  // broadcast over T
 }

@@ -55,18 +55,19 @@ struct SamplerHooks {
   std::function<bool()> should_stop;  // checked before each step; true → Cancelled status
 };
 
-// Samples a batch of shape `shape` ([B, ...], B == sample_indices.size()), float32 on `device`.
-// z_1 = KeyedNormalBatch(seed, stage, step = -1, sample_indices, shape[1:]); step i goes
-// t_i → t_{i+1}; the ancestral noise of step i uses key step = i. The last step (to t = 0)
-// returns x̂ itself. With frame_noise ρ > 0, each of those draws is mixed with one frame of noise
-// keyed at SharedFrameNoiseStep(step) (see SamplerOptions::frame_noise). If `resume` is set, starts at resume->next_step from resume->z and gives
-// bit-identical output to an uninterrupted run (next_step == steps returns resume->z).
-// Errors: InvalidArgument (bad options/shapes), Cancelled (should_stop), Internal (a LibTorch
-// or callback exception).
 // The keyed-noise step of the frame-shared draw mixed into sampler step `step`'s noise:
 // -1000 - step, apart from the sampler's steps (-1, 0..n-1) and the runner's (-2, -3).
 int SharedFrameNoiseStep(int step);
 
+// Samples a batch of shape `shape` ([B, ...], B == sample_indices.size()), float32 on `device`.
+// z_1 = KeyedNormalBatch(seed, stage, step = -1, sample_indices, shape[1:]); step i goes
+// t_i → t_{i+1}; the ancestral noise of step i uses key step = i. The last step (to t = 0)
+// returns x̂ itself. With frame_noise ρ > 0, each of those draws is mixed with one frame of noise
+// keyed at SharedFrameNoiseStep(step) (see SamplerOptions::frame_noise).
+// If `resume` is set, starts at resume->next_step from resume->z and gives bit-identical output
+// to an uninterrupted run (next_step == steps returns resume->z).
+// Errors: InvalidArgument (bad options/shapes), Cancelled (should_stop), Internal (a LibTorch
+// or callback exception).
 Result<torch::Tensor> Sample(const DenoiseFn& denoise, const SamplerOptions& opts,
                              at::IntArrayRef shape, uint64_t seed, int stage,
                              const std::vector<int64_t>& sample_indices, torch::Device device,
