@@ -1067,10 +1067,7 @@ Result<json> RunEval(const EvalOptions& o, const std::function<void(const std::s
   co.runner = o.runner;
   VF_ASSIGN_OR_RETURN(CascadePreset preset, GetPreset(o.preset));
   const StageOverrides& ov = o.overrides;
-  if (ov.steps || ov.guidance || ov.aug_logsnr || ov.thresholding || ov.sampler || ov.time_power ||
-      ov.frame_noise) {
-    co.overrides.assign(preset.stages.size(), ov);
-  }
+  co.overrides.assign(preset.stages.size(), ov);  // unset fields keep each stage's default
   VF_ASSIGN_OR_RETURN(auto cascade, Cascade::Open(co));
   const int last = cascade->num_stages() - 1;
   std::vector<StageSettings> settings;
