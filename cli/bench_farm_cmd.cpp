@@ -293,7 +293,7 @@ struct NoopWorker {
         if (!zmq::recv_multipart(sock, std::back_inserter(parts), zmq::recv_flags::dontwait)) break;
         std::vector<std::string> frames;
         for (const auto& p : parts) frames.push_back(p.to_string());
-        auto m = wire::Decode(frames);
+        auto m = wire::Decode(std::move(frames));
         if (!m.ok()) continue;
         const int64_t t = NowUs();
         switch (m->command) {

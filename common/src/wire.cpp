@@ -225,7 +225,10 @@ std::vector<std::string> Encode(const Message& m) {
   return frames;
 }
 
-Result<Message> Decode(const std::vector<std::string>& frames, const DecodeLimits& limits) {
+namespace {
+
+// Every check of Decode, and the command and header; the payload is left to the caller.
+Result<Message> DecodeHead(const std::vector<std::string>& frames, const DecodeLimits& limits) {
   if (frames.size() < 3) {
     return Status::InvalidArgument(
         fmt::format("malformed message: {} frames, need at least 3 (version, command, header)",
@@ -259,8 +262,22 @@ Result<Message> Decode(const std::vector<std::string>& frames, const DecodeLimit
                                                  frames[1], frames[i].size(),
                                                  limits.max_payload_bytes));
     }
-    m.payload.push_back(frames[i]);
   }
+  m.payload.reserve(payloads);
+  return m;
+}
+
+}  // namespace
+
+Result<Message> Decode(const std::vector<std::string>& frames, const DecodeLimits& limits) {
+  VF_ASSIGN_OR_RETURN(Message m, DecodeHead(frames, limits));
+  m.payload.assign(frames.begin() + 3, frames.end());
+  return m;
+}
+
+Result<Message> Decode(std::vector<std::string>&& frames, const DecodeLimits& limits) {
+  VF_ASSIGN_OR_RETURN(Message m, DecodeHead(frames, limits));
+  for (size_t i = 3; i < frames.size(); ++i) m.payload.push_back(std::move(frames[i]));
   return m;
 }
 

@@ -103,7 +103,7 @@ Result<wire::Message> Client::Receive(int timeout_ms) {
       }
       std::vector<std::string> frames;
       for (auto& p : parts) frames.push_back(p.to_string());
-      auto m = wire::Decode(frames);
+      auto m = wire::Decode(std::move(frames));
       if (!m.ok()) continue;  // not ours to answer; wait for a good one
       return m;
     }

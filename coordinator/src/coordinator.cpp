@@ -1116,7 +1116,9 @@ bool Coordinator::Impl::RecvOne(zmq::socket_t& sock, bool is_api) {
   for (size_t i = 1; i < parts.size(); ++i) frames.push_back(parts[i].to_string());
   parts.clear();
   wire::DecodeLimits limits;
-  auto m = wire::Decode(frames, limits);
+  // Moves the payload frames out only when the message is valid; the error path below still
+  // reads the header frame.
+  auto m = wire::Decode(std::move(frames), limits);
   const char* side = is_api ? "client" : "worker";
   if (!m.ok()) {
     VF_LOG_WARN("coordinator: bad message from {} {}: {}", side, PeerName(identity),

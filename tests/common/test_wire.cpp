@@ -77,6 +77,28 @@ TEST(Wire, RejectsMalformedFrames) {
   EXPECT_FALSE(Decode({"VF1", "PUT", "{}", "abc"}, small).ok());
 }
 
+TEST(Wire, DecodeFromAnRvalueTakesThePayloadOnlyWhenTheMessageIsValid) {
+  const std::string video(20000, 'v');  // longer than any small-string buffer
+  std::vector<std::string> frames = {"VF1", "RESULT", R"({"lease":"L1","inline":true})", video};
+  const char* bytes = frames[3].data();
+  auto m = Decode(std::move(frames));
+  ASSERT_TRUE(m.ok()) << m.status().ToString();
+  ASSERT_EQ(m->payload.size(), 1u);
+  EXPECT_EQ(m->payload[0], video);
+  EXPECT_EQ(m->payload[0].data(), bytes);  // moved, not copied
+
+  // An invalid message leaves every frame where it was: the caller still reads the header to
+  // echo a request id in its error reply.
+  std::vector<std::string> bad = {"VF1", "RESULT", R"({"rid":"r7"})", video};
+  DecodeLimits small;
+  small.max_payload_bytes = 100;
+  auto refused = Decode(std::move(bad), small);
+  ASSERT_FALSE(refused.ok());
+  ASSERT_EQ(bad.size(), 4u);
+  EXPECT_EQ(bad[2], R"({"rid":"r7"})");
+  EXPECT_EQ(bad[3], video);
+}
+
 TEST(Wire, ThousandsOfCorruptedFramesNeverCrash) {
   Message m;
   m.command = Command::kResult;

@@ -386,7 +386,7 @@ class Worker::Impl {
   void HandleUnknownUpload(const Message& m);
   void SendReady();
   void Reregister(const char* why, bool coordinator_restarted);
-  std::optional<Status> Handle(const std::vector<std::string>& frames);
+  std::optional<Status> Handle(std::vector<std::string>&& frames);
   void HandleAssign(const Message& m);
   void HandleChunk(const Message& m);
   void HandlePutAck(const Message& m);
@@ -610,8 +610,8 @@ void Worker::Impl::Abandon(Lease& l, const char* why) {
   EraseLease(std::string(l.id));
 }
 
-std::optional<Status> Worker::Impl::Handle(const std::vector<std::string>& frames) {
-  auto decoded = wire::Decode(frames);
+std::optional<Status> Worker::Impl::Handle(std::vector<std::string>&& frames) {
+  auto decoded = wire::Decode(std::move(frames));
   if (!decoded.ok()) {
     if (WarnBudget()) {
       VF_LOG_WARN("worker {}: dropped a message from the coordinator: {}", opt.worker_id,
@@ -1271,7 +1271,7 @@ Status Worker::Impl::Run() {
         std::vector<std::string> frames;
         frames.reserve(parts.size());
         for (const zmq::message_t& p : parts) frames.push_back(p.to_string());
-        if (std::optional<Status> end = Handle(frames)) {
+        if (std::optional<Status> end = Handle(std::move(frames))) {
           result = *end;
           break;
         }

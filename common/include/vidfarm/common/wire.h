@@ -97,6 +97,9 @@ std::vector<std::string> Encode(const Message& m);
 // Validates everything: frame count, version (NotSupported for another "VF…" version), command,
 // header (a JSON object within the limit), payload limits. Never throws.
 Result<Message> Decode(const std::vector<std::string>& frames, const DecodeLimits& limits = {});
+// The same checks; a valid message's payload frames are moved out of `frames` instead of copied
+// (the hot path: a RESULT carries its videos inline). On an error nothing is moved.
+Result<Message> Decode(std::vector<std::string>&& frames, const DecodeLimits& limits = {});
 
 // Typed header access with clear errors: "READY: field 'stage' must be an integer".
 Result<int64_t> GetInt(const Message& m, const char* field);
