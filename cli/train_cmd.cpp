@@ -89,8 +89,9 @@ int RunTrain(const std::vector<std::string>& args) {
                "base: preset | on | off — the per-frame embedding (UNetConfig::frame_embedding); "
                "a resumed run keeps its checkpoint's");
   flags.String("spacetime-attention", 0, &spacetime,
-               "base: preset | on | off — spatial attention over all frames at once "
-               "(UNetConfig::spacetime_attention); a resumed run keeps its checkpoint's");
+               "preset | on | off — spatial attention over all frames at once "
+               "(UNetConfig::spacetime_attention; stages with spatial attention); a resumed run "
+               "keeps its checkpoint's");
   flags.Int("crop-frames", 0, &o.crop_frames, "random temporal crop length (0 = whole clip)");
   flags.Int("crop-h", 0, &o.crop_h, "random crop height (0 = the stage's default)");
   flags.Int("crop-w", 0, &o.crop_w, "random crop width (0 = the stage's default)");

@@ -62,6 +62,12 @@ plan=(
   "base-st   -     0  19000  16  1e-3  --image-fraction 0.2 --frame-embedding on --spacetime-attention on --lr-decay-from 13085"
   "tsr1      tsr1  1  8000   16  1e-3  --aug-t-max 0.15 --eval-every 500"
   "ssr2      ssr2  2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000"
+  # ssr2-st: ssr2's recipe with space-time attention at its spatial-attention level (6x10), so
+  # the stage sees the object's shape in every frame at once. The README's part-7 rows lose
+  # consistency where ssr2 draws a rotating triangle sharp in some frames and as a blob in others.
+  # Started 2026-12-07; compare with `vidfarm eval --true-base-only --models DIR` (DIR/ssr2 ->
+  # training/tiny/ssr2-st/package).
+  "ssr2-st   -     2  6500   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 5000 --spacetime-attention on"
   "ssr3      ssr3  3  8000   8   1e-3  --aug-t-max 0.15 --image-fraction 0.2 --crop-frames 8 --eval-every 500 --lr-decay-from 6452"
   "tsr4      tsr4  4  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"
   "tsr5      tsr5  5  10000  8   1e-3  --aug-t-max 0.15 --crop-frames 16 --crop-h 24 --crop-w 40 --eval-every 500"

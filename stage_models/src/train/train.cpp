@@ -161,16 +161,24 @@ Status Trainer::Init() {
     spec_.net.cond_skip = o.cond_prior_std == 0;  // 0: the older −σ·cond offset
     if (o.cond_prior_std == 0) spec_.net.cond_prior_blend = 0;
   }
-  // The base's motion layers: -1 keeps the preset's choice, 0/1 sets it (A/B runs).
-  for (auto [choice, flag, field] :
-       {std::tuple{o.frame_embedding, "--frame-embedding", &spec_.net.frame_embedding},
-        std::tuple{o.spacetime_attention, "--spacetime-attention",
-                   &spec_.net.spacetime_attention}}) {
-    if (choice < 0) continue;
+  // Layers for A/B runs: -1 keeps the preset's choice, 0/1 sets it. The frame embedding is the
+  // base's (motion from the caption); space-time attention suits any stage with spatial
+  // attention (an SR stage then sees an object's shape in every frame at once).
+  if (o.frame_embedding >= 0) {
     if (spec_.kind != StageKind::kBase) {
-      return Status::InvalidArgument(fmt::format("{} is for the base stage only", flag));
+      return Status::InvalidArgument("--frame-embedding is for the base stage only");
     }
-    *field = choice == 1;
+    spec_.net.frame_embedding = o.frame_embedding == 1;
+  }
+  if (o.spacetime_attention >= 0) {
+    bool any_attention = false;
+    for (int l = 0; l < spec_.net.levels(); ++l) any_attention |= spec_.net.attention_at(l);
+    if (o.spacetime_attention == 1 && !any_attention) {
+      return Status::InvalidArgument(fmt::format(
+          "--spacetime-attention on: stage {} ({}) has no spatial attention to extend over time",
+          o.stage, spec_.name));
+    }
+    spec_.net.spacetime_attention = o.spacetime_attention == 1;
   }
   if (o.plain_output && o.cond_prior_std >= 0) {
     return Status::InvalidArgument("--plain-output and --cond-prior-std exclude each other");

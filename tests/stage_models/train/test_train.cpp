@@ -302,7 +302,8 @@ TEST_F(TrainTest, InitFromGrowsAnOlderBaseRunByTheFrameEmbedding) {
 }
 
 // --frame-embedding and --spacetime-attention: a base run from step 0 with or without them,
-// whatever the preset says; a resumed run keeps its checkpoint's choice; SR stages refuse them.
+// whatever the preset says; a resumed run keeps its checkpoint's choice; SR stages refuse the
+// frame embedding, and take space-time attention where they have spatial attention.
 TEST_F(TrainTest, FrameEmbeddingAndSpaceTimeAttentionCanBeChosenForAFreshBaseRun) {
   testing::TempDir dir;
   auto arch = [](const std::string& pkg) {
@@ -338,11 +339,20 @@ TEST_F(TrainTest, FrameEmbeddingAndSpaceTimeAttentionCanBeChosenForAFreshBaseRun
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("base stage only"), std::string::npos)
       << r.status().ToString();
+  // Space-time attention extends spatial attention, which tsr1 has and the fully convolutional
+  // ssr6 does not.
   sr.frame_embedding = -1;
   sr.spacetime_attention = 1;
   r = Train(sr);
+  ASSERT_TRUE(r.ok()) << r.status().ToString();
+  EXPECT_EQ(arch(sr.out)["spacetime_attention"], true);
+  EXPECT_FALSE(arch(sr.out).contains("frame_embedding"));
+  TrainOptions last = SmallRun(dir.path() + "/last", 6);
+  last.steps = 1;
+  last.spacetime_attention = 1;
+  r = Train(last);
   ASSERT_FALSE(r.ok());
-  EXPECT_NE(r.status().message().find("--spacetime-attention is for the base stage only"),
+  EXPECT_NE(r.status().message().find("has no spatial attention to extend over time"),
             std::string::npos)
       << r.status().ToString();
 }
