@@ -349,12 +349,13 @@ struct NoopWorker {
 };
 
 int RunBenchDispatch(const std::vector<std::string>& args) {
-  int64_t tasks = 5000, workers = 8, batch = 500, latency_tasks = 500,
+  int64_t tasks = 5000, workers = 8, batch = 500, latency_tasks = 500, rounds = 1,
           prefetch = worker::WorkerOptions{}.prefetch;
   double rate = 200;
   bool per_transition = false, chunked = false;
   FlagSet flags(
-      "vidfarm bench dispatch [--tasks 5000] [--workers 8] [--latency-tasks 500] [--rate 200]",
+      "vidfarm bench dispatch [--tasks 5000] [--rounds 1] [--workers 8] [--latency-tasks 500] "
+      "[--rate 200]",
       "Tasks per second through the coordinator with a no-op stage. Starts a coordinator in\n"
       "this process on tcp://127.0.0.1 with a fresh RocksDB in a temp dir, and --workers\n"
       "no-op stage-0 workers (one thread and one DEALER socket each) that answer every\n"
@@ -368,7 +369,10 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       "Throughput: --tasks jobs submitted in SUBMITs of --batch; tasks/s = tasks / (first\n"
       "SUBMIT sent → a STATUS showing every stage-0 result stored). Its 'turnaround' is,\n"
       "per task, a worker's credit sent (RESULT) → its next ASSIGN received while tasks\n"
-      "are queued.\n"
+      "are queued. With --rounds R the throughput run is repeated R times on the same\n"
+      "coordinator and workers (new jobs each time; the earlier rounds' jobs wait at stage\n"
+      "1) and a last line gives the median, lowest and highest tasks/s: on a shared machine\n"
+      "one run says little.\n"
       "It also prints the process's CPU time per task, each thread's CPU time, how the\n"
       "machine's cores spent the run (busy, idle, stolen by the host), and how the\n"
       "coordinator's loop spent it (working, or waiting in poll for messages).\n"
@@ -386,6 +390,7 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       "--prefetch: each no-op worker's READY asks for 1 + N leases at once, as `vidfarm\n"
       "worker --prefetch N` does (default the same); 0 = one lease at a time.");
   flags.Int("tasks", 'n', &tasks, "tasks for the throughput run");
+  flags.Int("rounds", 'r', &rounds, "throughput runs, one after the other (median reported)");
   flags.Int("workers", 'w', &workers, "no-op workers");
   flags.Int("batch", 0, &batch, "jobs per SUBMIT in the throughput run");
   flags.Int("latency-tasks", 0, &latency_tasks, "tasks for the latency run (0 = skip)");
@@ -395,11 +400,11 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
   flags.Int("prefetch", 0, &prefetch, "leases per worker beyond one (0..15)");
   std::vector<std::string> positional;
   if (int rc = ParseOrExit(flags, args, "bench", &positional, 0, 0); rc >= 0) return rc;
-  if (tasks < 1 || workers < 1 || workers > 256 || batch < 1 || latency_tasks < 0 || !(rate > 0) ||
-      prefetch < 0 || prefetch > worker::kMaxPrefetch) {
+  if (tasks < 1 || rounds < 1 || rounds > 100 || workers < 1 || workers > 256 || batch < 1 ||
+      latency_tasks < 0 || !(rate > 0) || prefetch < 0 || prefetch > worker::kMaxPrefetch) {
     return Fail("bench",
-                "--tasks >= 1, --workers 1..256, --batch >= 1, --latency-tasks >= 0, --rate > 0, "
-                "--prefetch 0..15",
+                "--tasks >= 1, --rounds 1..100, --workers 1..256, --batch >= 1, "
+                "--latency-tasks >= 0, --rate > 0, --prefetch 0..15",
                 2);
   }
   if (std::getenv("VIDFARM_LOG") == nullptr) SetLogLevel(LogLevel::kError);
@@ -466,29 +471,6 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
     if (!s.ok() || !(*s)["loop"].is_object()) return {-1.0, -1.0};
     return {(*s)["loop"].value("busy_s", 0.0), (*s)["loop"].value("wait_s", 0.0)};
   };
-  const auto loop0 = loop_times((*client)->Call(wire::Command::kStatus, json::object()));
-  shared.phase_us = NowUs();
-  const CpuMeter cpu;
-  const auto t0 = Clock::now();
-  Clock::time_point submitted;
-  for (int64_t done = 0; done < tasks && st.ok();) {
-    std::vector<json> specs;
-    for (int64_t i = 0; i < batch && done < tasks; ++i, ++done) {
-      specs.push_back({{"prompt", "noop"}, {"seed", done}});
-    }
-    auto ids = (*client)->Submit(specs);
-    if (!ids.ok()) st = ids.status();
-  }
-  submitted = Clock::now();
-  while (st.ok() && shared.results.load() < tasks) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  if (st.ok()) st = stored(tasks);
-  const auto t1 = Clock::now();
-  if (!st.ok()) return finish(), Fail("bench", st.ToString());
-  const std::string cpu_line = cpu.Line(tasks), threads_line = cpu.ThreadsLine();
-  // One STATUS after the run: the store's counts and the loop's times.
-  const Result<json> after = (*client)->Call(wire::Command::kStatus, json::object());
   auto store_counts = [](const Result<json>& s) -> std::string {
     if (!s.ok() || !(*s)["store"].is_object()) return "unknown";
     const auto c = (*s)["store"].value("commits", uint64_t{0});
@@ -499,28 +481,67 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
         c, y, y ? static_cast<double>(c) / static_cast<double>(y) : 0.0,
         (*s)["store"].value("commit_s", 0.0), (*s)["store"].value("sync_s", 0.0));
   };
-  const std::string counts = store_counts(after);
-  const auto loop1 = loop_times(after);
-  std::vector<double> turn;
-  for (const auto& w : ws) turn.insert(turn.end(), w.turnaround_us.begin(), w.turnaround_us.end());
-  const double secs = Seconds(t0, t1);
-  std::printf("throughput   %lld tasks in %.3f s: %.0f tasks/s (submitting took %.3f s)\n",
-              static_cast<long long>(tasks), secs, static_cast<double>(tasks) / secs,
-              Seconds(t0, submitted));
-  std::printf(
-      "turnaround   credit sent -> ASSIGN received, under load: p50 %.2f ms, p99 %.2f ms "
-      "(%zu samples)\n",
-      Median(turn) / 1e3, Quantile(turn, 0.99) / 1e3, turn.size());
-  std::printf("cpu          %s\n", cpu_line.c_str());
-  std::printf("threads      CPU by thread: %s\n", threads_line.c_str());
-  if (loop0.first >= 0 && loop1.first >= 0) {
-    const double busy = loop1.first - loop0.first, wait = loop1.second - loop0.second;
+  std::vector<double> rates;
+  for (int64_t round = 0; round < rounds; ++round) {
+    if (rounds > 1) {
+      std::printf("round %lld of %lld\n", static_cast<long long>(round + 1),
+                  static_cast<long long>(rounds));
+    }
+    const int64_t before = round * tasks;  // results of the earlier rounds
+    const auto loop0 = loop_times((*client)->Call(wire::Command::kStatus, json::object()));
+    shared.phase_us = NowUs();
+    const CpuMeter cpu;
+    const auto t0 = Clock::now();
+    for (int64_t done = 0; done < tasks && st.ok();) {
+      std::vector<json> specs;
+      for (int64_t i = 0; i < batch && done < tasks; ++i, ++done) {
+        specs.push_back({{"prompt", "noop"}, {"seed", before + done}});
+      }
+      auto ids = (*client)->Submit(specs);
+      if (!ids.ok()) st = ids.status();
+    }
+    const auto submitted = Clock::now();
+    while (st.ok() && shared.results.load() < before + tasks) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (st.ok()) st = stored(before + tasks);
+    const auto t1 = Clock::now();
+    if (!st.ok()) return finish(), Fail("bench", st.ToString());
+    const std::string cpu_line = cpu.Line(tasks), threads_line = cpu.ThreadsLine();
+    // One STATUS after the run: the store's counts and the loop's times.
+    const Result<json> after = (*client)->Call(wire::Command::kStatus, json::object());
+    const std::string counts = store_counts(after);
+    const auto loop1 = loop_times(after);
+    std::vector<double> turn;  // this round's (the workers are idle between rounds)
+    for (auto& w : ws) {
+      turn.insert(turn.end(), w.turnaround_us.begin(), w.turnaround_us.end());
+      w.turnaround_us.clear();
+    }
+    const double secs = Seconds(t0, t1);
+    rates.push_back(static_cast<double>(tasks) / secs);
+    std::printf("throughput   %lld tasks in %.3f s: %.0f tasks/s (submitting took %.3f s)\n",
+                static_cast<long long>(tasks), secs, rates.back(), Seconds(t0, submitted));
     std::printf(
-        "loop         the coordinator's loop: %.3f s working, %.3f s waiting for messages "
-        "(%.0f %% busy)\n",
-        busy, wait, busy + wait > 0 ? 100.0 * busy / (busy + wait) : 0.0);
+        "turnaround   credit sent -> ASSIGN received, under load: p50 %.2f ms, p99 %.2f ms "
+        "(%zu samples)\n",
+        Median(turn) / 1e3, Quantile(turn, 0.99) / 1e3, turn.size());
+    std::printf("cpu          %s\n", cpu_line.c_str());
+    std::printf("threads      CPU by thread: %s\n", threads_line.c_str());
+    if (loop0.first >= 0 && loop1.first >= 0) {
+      const double busy = loop1.first - loop0.first, wait = loop1.second - loop0.second;
+      std::printf(
+          "loop         the coordinator's loop: %.3f s working, %.3f s waiting for messages "
+          "(%.0f %% busy)\n",
+          busy, wait, busy + wait > 0 ? 100.0 * busy / (busy + wait) : 0.0);
+    }
+    std::printf("store        %s\n", counts.c_str());
   }
-  std::printf("store        %s\n", counts.c_str());
+  if (rounds > 1) {
+    std::printf(
+        "rounds       %lld throughput runs: median %.0f tasks/s, lowest %.0f, highest %.0f\n",
+        static_cast<long long>(rounds), Median(rates), *std::min_element(rates.begin(), rates.end()),
+        *std::max_element(rates.begin(), rates.end()));
+  }
 
   // Latency, open loop.
   if (latency_tasks > 0) {
@@ -538,10 +559,10 @@ int RunBenchDispatch(const std::vector<std::string>& args) {
       }
       sent_us[ids->front()] = t;
     }
-    while (st.ok() && shared.results.load() < tasks + latency_tasks) {
+    while (st.ok() && shared.results.load() < rounds * tasks + latency_tasks) {
       std::this_thread::sleep_for(std::chrono::milliseconds(1));
     }
-    if (st.ok()) st = stored(tasks + latency_tasks);
+    if (st.ok()) st = stored(rounds * tasks + latency_tasks);
     if (!st.ok()) return finish(), Fail("bench", st.ToString());
     const double achieved = static_cast<double>(latency_tasks) / Seconds(start, Clock::now());
     std::vector<double> lat;

@@ -61,6 +61,24 @@ TEST_F(CliTest, HelpListsCommandsAndFlags) {
   EXPECT_EQ(Vidfarm("bench --help").code, 0);
 }
 
+// The dispatch benchmark end to end on a small run (its figures are for people; here only that
+// every round completes and is reported).
+TEST_F(CliTest, BenchDispatchRunsEveryRoundAndReportsTheirMedian) {
+  ProcResult r = Vidfarm("bench dispatch --tasks 40 --batch 16 --rounds 2 --workers 2 "
+                         "--latency-tasks 5 --rate 500");
+  ASSERT_EQ(r.code, 0) << r.out;
+  size_t rounds = 0;
+  for (size_t at = r.out.find("throughput   40 tasks in"); at != std::string::npos;
+       at = r.out.find("throughput   40 tasks in", at + 1)) {
+    ++rounds;
+  }
+  EXPECT_EQ(rounds, 2u) << r.out;
+  EXPECT_NE(r.out.find("rounds       2 throughput runs: median"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("latency      SUBMIT sent -> ASSIGN received, 5 tasks"), std::string::npos)
+      << r.out;
+  EXPECT_EQ(Vidfarm("bench dispatch --rounds 0").code, 2);
+}
+
 TEST_F(CliTest, BadInputGivesClearErrorsAndWritesNothing) {
   ProcResult r = Vidfarm("render");
   EXPECT_EQ(r.code, 2);
